@@ -1,0 +1,99 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Settings shared by every target of ours (not by dependencies): Swift 6 mode is the default for
+/// tools 6.2; warnings are errors; imports are internal unless an API needs them to be public.
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "tributary",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tributary", targets: ["TributaryCLI"]),
+        .library(name: "Tributary", targets: ["Tributary"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        .target(name: "CCRC32C"),
+        .target(
+            name: "TributaryCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EventLog",
+            dependencies: [
+                "TributaryCore", "CLMDB", "CCRC32C",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Sync",
+            dependencies: [
+                "TributaryCore", "EventLog",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Tributary",
+            dependencies: [
+                "TributaryCore", "EventLog", "Sync",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "TributaryCLI",
+            dependencies: [
+                "Tributary",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TributaryTesting",
+            dependencies: [
+                "Tributary", "TributaryCore",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TributaryCoreTests",
+            dependencies: ["TributaryCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventLogTests",
+            dependencies: ["EventLog", "TributaryCore", "Tributary", "TributaryTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SyncTests",
+            dependencies: ["Sync", "EventLog", "TributaryCore", "Tributary", "TributaryTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Tributary", "TributaryCore", "EventLog", "TributaryTesting", "TributaryCLI"],
+            swiftSettings: strict
+        ),
+    ]
+)

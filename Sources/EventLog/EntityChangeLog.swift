@@ -1,0 +1,729 @@
+import Dispatch
+import Glibc
+public import Logging
+import Synchronization
+public import TributaryCore
+
+/// The append-only `entity_changes` log of one node, in LMDB under `<data>/log/`.
+///
+/// Writes are group-committed on one writer queue: every write waiting when a commit starts joins
+/// it (one transaction, one fsync) and is acknowledged only after the commit is durable. The
+/// commit point is the append to `changes`; the random-key indexes (`current`, `changeIds`)
+/// follow in large sorted batches with their own checkpoint, and an in-memory overlay of the
+/// entries after that checkpoint keeps every lookup exact (see docs/decisions/0002).
+public final class EntityChangeLog: Sendable {
+    public struct Configuration: Sendable {
+        /// Initial LMDB map size; the map doubles whenever it is full.
+        public var initialMapSize: Int = 1 << 30
+        /// `true`: fsync every commit before acknowledging it. `false` (`--durability none`):
+        /// faster, and the last acknowledged commits can be lost on a power failure.
+        public var fsync = true
+        /// Most unindexed changes held in the overlay; at this bound writers wait for the indexer.
+        public var overlayLimit = 2_000_000
+        /// Changes per index batch.
+        public var indexBatchSize = 100_000
+        /// The indexer runs once no commit has happened for this long (or the overlay is half full).
+        public var indexIdleDelay: Duration = .milliseconds(100)
+        /// Open for reading only (another process may be writing).
+        public var readOnly = false
+
+        public init() {}
+    }
+
+    public let instanceId: String
+    public let directory: String
+    let configuration: Configuration
+    let logger: Logger
+    let env: Environment
+    let changesDB: Database
+    let currentDB: Database
+    let changeIdsDB: Database
+    let metaDB: Database
+    private let lock: DirectoryLock
+    let overlay: Mutex<IndexOverlay>
+    private let overlayError: Mutex<EventLogError?>
+    let notifier: CommitNotifier
+    private let queue = DispatchQueue(label: "tributary.log.writer")
+    private let writer = Mutex(WriterState())
+
+    struct WriterState {
+        var pending: [WriteJob] = []
+        var drainScheduled = false
+        var closed = false
+        var idleTimerScheduled = false
+        var lastCommitNanos: UInt64 = 0
+        var commits = 0
+    }
+
+    struct WriteJob: Sendable {
+        let run: @Sendable (inout LogWriter) throws -> Void
+        let complete: @Sendable (Result<ClosedRange<EntityChangeID>?, any Error>) -> Void
+    }
+
+    /// Opens (creating when needed) the log in `directory`.
+    ///
+    /// - Throws: `EventLogError` — `.alreadyOpen` (this process has it open), `.directoryInUse`
+    ///   (another process writes it), `.unsupportedFormat`, `.notFound` (read-only, no log),
+    ///   `.corruptRecord` (a record after the index checkpoint cannot be read), `.storage`.
+    public init(directory: String, configuration: Configuration = Configuration(), logger: Logger) throws {
+        self.directory = directory
+        self.configuration = configuration
+        self.logger = logger
+        if configuration.readOnly {
+            guard access(directory + "/data.mdb", R_OK) == 0 else {
+                throw EventLogError(.notFound, "no log in \(directory) (data.mdb is missing or unreadable)")
+            }
+        } else {
+            try makeDirectories(directory)
+        }
+        lock = try DirectoryLock(directory: directory, exclusive: !configuration.readOnly)
+        do {
+            var options = Environment.Options(mapSize: configuration.initialMapSize)
+            options.readOnly = configuration.readOnly
+            options.noSync = !configuration.fsync
+            let env = try Environment(path: directory, options: options, databases: ["changes", "current", "changeIds", "meta"])
+            self.env = env
+            changesDB = env.database("changes")
+            currentDB = env.database("current")
+            changeIdsDB = env.database("changeIds")
+            metaDB = env.database("meta")
+            let (instanceId, checkpoint, head) = try EntityChangeLog.prepare(
+                env: env, changes: changesDB, current: currentDB, changeIds: changeIdsDB, meta: metaDB,
+                readOnly: configuration.readOnly, logger: logger)
+            self.instanceId = instanceId
+            notifier = CommitNotifier(head: head)
+            var rebuilt = IndexOverlay()
+            rebuilt.checkpoint = checkpoint
+            overlay = Mutex(rebuilt)
+            overlayError = Mutex(nil)
+        } catch let error as LMDBError {
+            lock.release()
+            throw EventLogError.storage(error)
+        } catch {
+            lock.release()
+            throw error
+        }
+        do {
+            try rebuildOverlay()
+        } catch let error as EventLogError where configuration.readOnly {
+            // Reading the log still works; lookups will report the damaged record.
+            overlayError.withLock { $0 = error }
+        } catch {
+            env.close()
+            lock.release()
+            throw error
+        }
+    }
+
+    /// Reads (or on first open, writes) the format, identity and index checkpoint.
+    private static func prepare(
+        env: Environment, changes: Database, current: Database, changeIds: Database, meta: Database,
+        readOnly: Bool, logger: Logger
+    ) throws -> (String, EntityChangeID, EntityChangeID) {
+        func metaString(_ v: UnsafeRawBufferPointer?) -> String? { v.map { String(decoding: $0, as: UTF8.self) } }
+        if readOnly {
+            let txn = try ReadTransaction(env)
+            let format = try MetaKey.format.withBytes { try txn.get(meta, $0) }.flatMap(metaString)
+            try checkFormat(format)
+            let instanceId = try MetaKey.instanceId.withBytes { try txn.get(meta, $0) }.flatMap(metaString) ?? ""
+            let checkpoint = try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
+                .flatMap(IndexCoding.id(fromKey:)) ?? .zero
+            let head = try txn.last(changes).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
+            txn.abort()
+            return (instanceId, min(checkpoint, head), head)
+        }
+        let txn = try WriteTransaction(env)
+        let format = try MetaKey.format.withBytes { try txn.get(meta, $0) }.flatMap(metaString)
+        try checkFormat(format)
+        if format == nil {
+            try putMeta(txn, meta, MetaKey.format, Array("1".utf8))
+            try putMeta(txn, meta, MetaKey.instanceId, Array(RandomID.make().utf8))
+        }
+        let instanceId = try MetaKey.instanceId.withBytes { try txn.get(meta, $0) }.flatMap(metaString) ?? ""
+        var checkpoint = try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
+            .flatMap(IndexCoding.id(fromKey:)) ?? .zero
+        let head = try txn.last(changes).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
+        if checkpoint > head {
+            // Only possible after losing unsynced commits (fsync off): the indexes describe
+            // changes that are gone, so rebuild them from the log.
+            logger.warning(
+                "index checkpoint is past the log head; rebuilding indexes",
+                metadata: ["log.index.checkpoint": "\(checkpoint)", "log.head": "\(head)"])
+            try txn.empty(current)
+            try txn.empty(changeIds)
+            checkpoint = .zero
+            try putMeta(txn, meta, MetaKey.indexCheckpoint, IndexCoding.idKey(.zero))
+        }
+        try txn.commit()
+        return (instanceId, checkpoint, head)
+    }
+
+    private static func checkFormat(_ format: String?) throws {
+        if let format, format != "1" {
+            throw EventLogError(
+                .unsupportedFormat, "the log has format \(format); this tributary reads format 1 — upgrade tributary")
+        }
+    }
+
+    private static func putMeta(_ txn: borrowing WriteTransaction, _ meta: Database, _ key: String, _ value: [UInt8])
+        throws
+    {
+        try key.withBytes { k in try value.withUnsafeBytes { v in try txn.put(meta, k, v) } }
+    }
+
+    /// Scans the changes after the index checkpoint back into the overlay.
+    private func rebuildOverlay() throws {
+        let checkpoint = overlay.withLock { $0.checkpoint }
+        var rebuilt = IndexOverlay()
+        rebuilt.checkpoint = checkpoint
+        var cursor = checkpoint
+        while true {
+            var n = 0
+            try read { txn in
+                try IndexCoding.idKey(cursor.next).withUnsafeBytes { start in
+                    try txn.scan(changesDB, from: start) { key, value in
+                        guard let id = IndexCoding.id(fromKey: key) else { throw EventLogError.corrupt(cursor.next, "bad key") }
+                        let view = try RecordView(id: id, bytes: value)
+                        rebuilt.add(id: id, key: view.key, changeId: view.changeId, entry: view.currentEntry)
+                        cursor = id
+                        n += 1
+                        return n < 100_000
+                    }
+                }
+            }
+            if n < 100_000 { break }
+        }
+        if rebuilt.count > 0 {
+            logger.info(
+                "rebuilt the index overlay from the log", metadata: ["log.overlay.count": "\(rebuilt.count)"])
+        }
+        overlay.withLock { $0 = rebuilt }
+    }
+
+    // MARK: - Reading
+
+    /// Runs `body` in a read transaction.
+    func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
+        let txn: ReadTransaction
+        do {
+            txn = try ReadTransaction(env)
+        } catch {
+            throw EventLogError.storage(error)
+        }
+        do {
+            let result = try body(txn)
+            txn.abort()
+            return result
+        } catch let error as LMDBError {
+            throw EventLogError.storage(error)
+        }
+    }
+
+    /// The id of the newest change (`.zero` for an empty log).
+    public var head: EntityChangeID {
+        if configuration.readOnly {
+            return (try? read { txn in try txn.last(changesDB).flatMap { IndexCoding.id(fromKey: $0.key) } })
+                .flatMap { $0 } ?? .zero
+        }
+        return notifier.head
+    }
+
+    /// Up to `limit` changes with ids greater than `after`, in id order.
+    ///
+    /// - Throws: `EventLogError.corruptRecord` naming the first damaged record in the range.
+    public func changes(after: EntityChangeID, limit: Int) throws -> [LoggedChange] {
+        var result: [LoggedChange] = []
+        result.reserveCapacity(min(limit, 4096))
+        try forEachRecord(after: after) { view in
+            result.append(view.logged)
+            return result.count < limit
+        }
+        return result
+    }
+
+    /// Visits checked records with ids greater than `after` until `body` returns false, in one
+    /// read transaction (zero copy: the view is valid only inside `body`).
+    func forEachRecord(after: EntityChangeID, _ body: (RecordView) throws -> Bool) throws {
+        try read { txn in
+            try IndexCoding.idKey(after.next).withUnsafeBytes { start in
+                try txn.scan(changesDB, from: start) { key, value in
+                    guard let id = IndexCoding.id(fromKey: key) else {
+                        throw EventLogError.corrupt(after.next, "a key of \(key.count) bytes in the changes table")
+                    }
+                    return try body(RecordView(id: id, bytes: value))
+                }
+            }
+        }
+    }
+
+    /// Visits up to `limit` records after `after` as raw checked bytes: the cheapest full read
+    /// (what W2 measures). Returns the last id visited.
+    public func scanRecords(
+        after: EntityChangeID, limit: Int, _ body: (EntityChangeID, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> EntityChangeID? {
+        var last: EntityChangeID?
+        var n = 0
+        try forEachRecord(after: after) { view in
+            try body(view.id, view.bytes)
+            last = view.id
+            n += 1
+            return n < limit
+        }
+        return last
+    }
+
+    /// The change stored at `id`.
+    public func change(at id: EntityChangeID) throws -> LoggedChange? {
+        try read { txn in
+            try IndexCoding.idKey(id).withUnsafeBytes { key in
+                try txn.get(changesDB, key).map { try RecordView(id: id, bytes: $0).logged }
+            }
+        }
+    }
+
+    /// The latest change of an entity.
+    public func current(_ key: EntityKey) throws -> CurrentEntry? {
+        if let error = overlayError.withLock({ $0 }) { throw error }
+        if let entry = overlay.withLock({ $0.current[key] }) { return entry }
+        // The overlay is consulted first and the transaction opened after it: an entry the
+        // indexer has just moved to disk is then visible in the transaction.
+        return try read { txn in
+            try IndexCoding.currentKey(key).withUnsafeBytes { k in
+                try txn.get(currentDB, k).flatMap(IndexCoding.currentEntry(fromValue:))
+            }
+        }
+    }
+
+    /// The id of the change with this changeId, if the log holds it.
+    public func entityChangeID(forChangeId changeId: String) throws -> EntityChangeID? {
+        if let error = overlayError.withLock({ $0 }) { throw error }
+        if let id = overlay.withLock({ $0.changeIds[changeId] }) { return id }
+        return try read { txn in
+            try changeId.withBytes { k in try txn.get(changeIdsDB, k).flatMap(IndexCoding.id(fromKey:)) }
+        }
+    }
+
+    /// A caller-defined checkpoint (e.g. a peer's sync cursor).
+    public func checkpoint(_ name: String) throws -> [UInt8]? {
+        try read { txn in try (MetaKey.userPrefix + name).withBytes { try txn.get(metaDB, $0).map { Array($0) } } }
+    }
+
+    /// Entities by name: how many are live and how many erased.
+    public func entityCounts() throws -> [EntityName: (live: Int, erased: Int)] {
+        let pending = overlay.withLock { $0.current }
+        var counts: [EntityName: (live: Int, erased: Int)] = [:]
+        func count(_ name: EntityName, _ erased: Bool) {
+            var c = counts[name] ?? (0, 0)
+            if erased { c.erased += 1 } else { c.live += 1 }
+            counts[name] = c
+        }
+        try read { txn in
+            try txn.scan(currentDB, from: nil) { key, value in
+                guard let entityKey = IndexCoding.entityKey(fromCurrentKey: key),
+                    let entry = IndexCoding.currentEntry(fromValue: value)
+                else { return true }
+                if pending[entityKey] == nil { count(entityKey.name, entry.isErased) }
+                return true
+            }
+        }
+        for (key, entry) in pending { count(key.name, entry.isErased) }
+        return counts
+    }
+
+    /// Number of stored changes.
+    public func changeCount() throws -> Int {
+        try read { txn in try env.count(changesDB, in: txn) }
+    }
+
+    /// Where the on-disk indexes stand.
+    public struct IndexStatus: Sendable {
+        public var checkpoint: EntityChangeID
+        public var head: EntityChangeID
+        /// Changes held in the overlay.
+        public var overlayCount: Int
+    }
+
+    public var indexStatus: IndexStatus {
+        let (checkpoint, count) = overlay.withLock { ($0.checkpoint, $0.count) }
+        return IndexStatus(checkpoint: checkpoint, head: head, overlayCount: count)
+    }
+
+    // MARK: - Lookups inside the writer
+
+    func indexedCurrent(_ key: EntityKey, txn: TransactionRef) throws -> CurrentEntry? {
+        if let entry = overlay.withLock({ $0.current[key] }) { return entry }
+        return try IndexCoding.currentKey(key).withUnsafeBytes { k in
+            try txn.get(currentDB, k).flatMap(IndexCoding.currentEntry(fromValue:))
+        }
+    }
+
+    func indexedChangeID(_ changeId: String, txn: TransactionRef) throws -> EntityChangeID? {
+        if let id = overlay.withLock({ $0.changeIds[changeId] }) { return id }
+        return try changeId.withBytes { k in try txn.get(changeIdsDB, k).flatMap(IndexCoding.id(fromKey:)) }
+    }
+
+    func storedRecord(_ id: EntityChangeID, txn: TransactionRef) throws -> ChangeRecord? {
+        try IndexCoding.idKey(id).withUnsafeBytes { k in
+            try txn.get(changesDB, k).map { try RecordView(id: id, bytes: $0).record }
+        }
+    }
+
+    func metaValue(_ key: String, txn: TransactionRef) throws -> [UInt8]? {
+        try key.withBytes { k in try txn.get(metaDB, k).map { Array($0) } }
+    }
+
+    // MARK: - Writing
+
+    /// The outcome of a write: what the body returned and the ids it appended (nil: none).
+    public struct Committed<Value: Sendable>: Sendable {
+        public var value: Value
+        public var range: ClosedRange<EntityChangeID>?
+    }
+
+    /// Runs `body` inside the next group commit and returns once that commit is durable.
+    ///
+    /// If `body` throws, nothing it appended is written and the error is rethrown; other writes
+    /// of the same group are unaffected.
+    /// - Throws: what `body` throws; `EventLogError` `.diskFull`, `.readOnly`, `.closed`, `.storage`.
+    public func write<Value: Sendable>(_ body: @escaping @Sendable (inout LogWriter) throws -> Value) async throws
+        -> Committed<Value>
+    {
+        guard !configuration.readOnly else { throw EventLogError(.readOnly, "the log was opened read-only") }
+        let box = ValueBox<Value>()
+        return try await withCheckedThrowingContinuation { continuation in
+            let job = WriteJob(
+                run: { writer in box.value = try body(&writer) },
+                complete: { result in
+                    continuation.resume(with: result.map { Committed(value: box.value!, range: $0) })
+                })
+            enqueue(job)
+        }
+    }
+
+    /// Appends records as they are, returning their ids once durable. The storage primitive under
+    /// the apply path: production writes go through `ChangeApplier`, which decides what to append.
+    package func append(_ records: [ChangeRecord]) async throws -> ClosedRange<EntityChangeID>? {
+        try await write { writer in
+            for record in records { writer.append(record) }
+        }.range
+    }
+
+    private func enqueue(_ job: WriteJob) {
+        let accepted = writer.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.pending.append(job)
+            if !s.drainScheduled {
+                s.drainScheduled = true
+                queue.async { self.drain() }
+            }
+            return true
+        }
+        if !accepted { job.complete(.failure(EventLogError(.closed, "the log was closed"))) }
+    }
+
+    /// Writer queue: commits everything waiting as one group.
+    private func drain() {
+        let jobs = writer.withLock { s in
+            s.drainScheduled = false
+            defer { s.pending = [] }
+            return s.pending
+        }
+        guard !jobs.isEmpty else { return }
+        // Backpressure: a full overlay is drained before anyone appends more.
+        while overlay.withLock({ $0.count }) >= configuration.overlayLimit {
+            do {
+                try indexBatch()
+            } catch {
+                logger.error("index batch failed", metadata: ["error": "\(error)"])
+                break
+            }
+        }
+        commitGroup(jobs)
+        afterCommit()
+    }
+
+    private func commitGroup(_ jobs: [WriteJob]) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let results = try commitOnce(jobs)
+                for (job, result) in zip(jobs, results) { job.complete(result) }
+                return
+            } catch let error as LMDBError where error == .mapFull && attempt <= 16 {
+                growMap()
+            } catch {
+                let mapped = (error as? LMDBError).map(EventLogError.storage) ?? error
+                logger.error("commit failed", metadata: ["error": "\(mapped)"])
+                for job in jobs { job.complete(.failure(mapped)) }
+                return
+            }
+        }
+    }
+
+    private func commitOnce(_ jobs: [WriteJob]) throws -> [Result<ClosedRange<EntityChangeID>?, any Error>] {
+        let txn = try WriteTransaction(env)
+        let head = try txn.last(changesDB).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
+        let group = GroupLayer(firstId: head.next)
+        var results: [Result<ClosedRange<EntityChangeID>?, any Error>] = []
+        for job in jobs {
+            var writer = LogWriter(txn: txn.ref, log: self, group: group)
+            do {
+                try job.run(&writer)
+                results.append(.success(group.merge(writer.own)))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        let layer = group.layer
+        guard !layer.records.isEmpty || !layer.meta.isEmpty else {
+            txn.abort()
+            return results
+        }
+        var id = layer.firstId
+        for record in layer.records {
+            try IndexCoding.idKey(id).withUnsafeBytes { key in
+                try txn.putReserved(changesDB, key, size: RecordCodec.encodedSize(record), .append) { out in
+                    RecordCodec.encode(record, into: out)
+                }
+            }
+            id = id.next
+        }
+        for (name, value) in layer.meta {
+            try (MetaKey.userPrefix + name).withBytes { k in try value.withUnsafeBytes { try txn.put(metaDB, k, $0) } }
+        }
+        try txn.commit()
+        let newHead = EntityChangeID(layer.nextId.rawValue - 1)
+        if !layer.records.isEmpty {
+            overlay.withLock { o in
+                var id = layer.firstId
+                for record in layer.records {
+                    let c = record.change
+                    o.add(
+                        id: id, key: c.key, changeId: c.changeId,
+                        entry: CurrentEntry(
+                            id: id, isErased: c.isErased, hash: c.hash, utcDateChanged: c.utcDateChanged))
+                    id = id.next
+                }
+            }
+            notifier.publish(newHead)
+        }
+        return results
+    }
+
+    private func growMap() {
+        let current = env.mapSize
+        let next = current < 8 << 30 ? current * 2 : current + (8 << 30)
+        logger.info("growing the log's map", metadata: ["log.map.from": "\(current)", "log.map.to": "\(next)"])
+        do {
+            try env.resize(to: next)
+        } catch {
+            logger.error("map resize failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Group commits performed since open (each one transaction and one fsync).
+    package var commitCount: Int { writer.withLock { $0.commits } }
+
+    // MARK: - Indexing
+
+    /// Writer queue: after a commit, index now if the overlay is half full, else once idle.
+    private func afterCommit() {
+        let count = overlay.withLock { $0.count }
+        let now = monotonicNanos()
+        let scheduleTimer = writer.withLock { s -> Bool in
+            s.lastCommitNanos = now
+            s.commits += 1
+            guard count > 0, !s.idleTimerScheduled else { return false }
+            s.idleTimerScheduled = true
+            return true
+        }
+        if count >= configuration.overlayLimit / 2 {
+            do { try indexBatch() } catch { logger.error("index batch failed", metadata: ["error": "\(error)"]) }
+        }
+        if scheduleTimer { scheduleIdleIndexing(after: configuration.indexIdleDelay) }
+    }
+
+    private func scheduleIdleIndexing(after delay: Duration) {
+        let nanos = Int(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)
+        queue.asyncAfter(deadline: .now() + .nanoseconds(nanos)) { self.idleIndexing() }
+    }
+
+    /// Writer queue: one index batch if nothing was committed for the idle delay.
+    private func idleIndexing() {
+        let delay = configuration.indexIdleDelay
+        let delayNanos = UInt64(delay.components.seconds) * 1_000_000_000
+            + UInt64(delay.components.attoseconds / 1_000_000_000)
+        let (closed, last, busy) = writer.withLock { ($0.closed, $0.lastCommitNanos, !$0.pending.isEmpty) }
+        guard !closed else { return }
+        let idleFor = monotonicNanos() - last
+        if busy || idleFor < delayNanos {
+            scheduleIdleIndexing(after: .nanoseconds(Int64(delayNanos - min(idleFor, delayNanos)) + 1_000_000))
+            return
+        }
+        do {
+            try indexBatch()
+        } catch {
+            logger.error("index batch failed", metadata: ["error": "\(error)"])
+        }
+        if overlay.withLock({ $0.count }) > 0 {
+            // Continue right away; writes that arrived meanwhile are queued ahead of this.
+            queue.async { self.idleIndexing() }
+        } else {
+            writer.withLock { $0.idleTimerScheduled = false }
+        }
+    }
+
+    /// Writer queue: moves the oldest overlay entries into `current` and `changeIds`, sorted, in
+    /// one transaction with the new index checkpoint.
+    func indexBatch() throws {
+        let (items, entries) = overlay.withLock { o in
+            let items = Array(o.oldest(configuration.indexBatchSize))
+            var entries: [EntityKey: CurrentEntry] = [:]
+            for item in items {
+                if let entry = o.current[item.key] { entries[item.key] = entry }
+            }
+            return (items, entries)
+        }
+        guard let target = items.last?.id else { return }
+        var currentPuts = entries.map { key, entry in (IndexCoding.currentKey(key), entry) }
+        currentPuts.sort { $0.0.lexicographicallyPrecedes($1.0) }
+        var changeIdPuts = items.map { (Array($0.changeId.utf8), $0.id) }
+        changeIdPuts.sort { $0.0.lexicographicallyPrecedes($1.0) }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let txn = try WriteTransaction(env)
+                for (key, entry) in currentPuts {
+                    try key.withUnsafeBytes { k in
+                        try IndexCoding.currentValue(entry).withUnsafeBytes { try txn.put(currentDB, k, $0) }
+                    }
+                }
+                for (key, id) in changeIdPuts {
+                    try key.withUnsafeBytes { k in try IndexCoding.idKey(id).withUnsafeBytes { try txn.put(changeIdsDB, k, $0) } }
+                }
+                try MetaKey.indexCheckpoint.withBytes { k in
+                    try IndexCoding.idKey(target).withUnsafeBytes { try txn.put(metaDB, k, $0) }
+                }
+                try txn.commit()
+                break
+            } catch {
+                if let lmdb = error as? LMDBError, lmdb == .mapFull, attempt <= 16 {
+                    growMap()
+                    continue
+                }
+                throw (error as? LMDBError).map(EventLogError.storage) ?? error
+            }
+        }
+        overlay.withLock { $0.drop(through: target, count: items.count) }
+        logger.debug("indexed changes", metadata: ["log.index.checkpoint": "\(target)", "log.index.batch": "\(items.count)"])
+    }
+
+    /// Returns once the on-disk indexes reach the head at the time of the call.
+    public func flushIndex() async throws {
+        guard !configuration.readOnly else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async {
+                do {
+                    while self.overlay.withLock({ $0.count }) > 0 { try self.indexBatch() }
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    // MARK: - Tails
+
+    /// Returns once the head is past `id`.
+    ///
+    /// - Throws: `CancellationError`, or `EventLogError.closed` when the log closes.
+    public func waitForHead(beyond id: EntityChangeID) async throws {
+        try await notifier.wait(beyond: id)
+    }
+
+    /// Pages of changes after `id`: first what the log holds, then each new commit as it happens.
+    public func tail(after id: EntityChangeID, pageSize: Int = 1000) -> ChangeTail {
+        ChangeTail(log: self, cursor: id, pageSize: pageSize)
+    }
+
+    // MARK: - Closing
+
+    /// Finishes queued writes, then closes the environment and releases the directory.
+    public func close() {
+        let wasOpen = writer.withLock { s -> Bool in
+            defer { s.closed = true }
+            return !s.closed
+        }
+        guard wasOpen else { return }
+        queue.sync {}
+        notifier.close()
+        env.close()
+        lock.release()
+    }
+}
+
+/// A write's result, handed from the writer queue to the waiting caller.
+private final class ValueBox<Value>: @unchecked Sendable {
+    var value: Value?
+}
+
+/// Pages of changes from a cursor, waking on each commit. The log is the buffer: nothing is
+/// queued per reader, so a slow reader only lags.
+public struct ChangeTail: AsyncSequence, Sendable {
+    public typealias Element = [LoggedChange]
+    let log: EntityChangeLog
+    let cursor: EntityChangeID
+    let pageSize: Int
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let log: EntityChangeLog
+        var cursor: EntityChangeID
+        let pageSize: Int
+
+        public mutating func next() async throws -> [LoggedChange]? {
+            while true {
+                try Task.checkCancellation()
+                let page = try log.changes(after: cursor, limit: pageSize)
+                if let last = page.last {
+                    cursor = last.id
+                    return page
+                }
+                do {
+                    try await log.waitForHead(beyond: cursor)
+                } catch let error as EventLogError where error.code == .closed {
+                    return nil
+                }
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(log: log, cursor: cursor, pageSize: pageSize)
+    }
+}
+
+extension String {
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var copy = self
+        return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}
+
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+private func makeDirectories(_ path: String) throws {
+    var partial = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        partial += "/" + component
+        if mkdir(partial, 0o755) != 0 && errno != EEXIST {
+            throw EventLogError(.storage, "cannot create \(partial): \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,55 @@
+public import TributaryCore
+
+/// The error of the EventLog module: what went wrong with the log, and what to do about it.
+public struct EventLogError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// A record failed its checksum or could not be decoded; `id` names it.
+        public static let corruptRecord = Code("corruptRecord")
+        /// Another process has the data directory open for writing.
+        public static let directoryInUse = Code("directoryInUse")
+        /// This process already has the data directory open.
+        public static let alreadyOpen = Code("alreadyOpen")
+        /// The data directory was written by a newer format.
+        public static let unsupportedFormat = Code("unsupportedFormat")
+        /// The data directory does not hold a log (read-only open of a missing log).
+        public static let notFound = Code("notFound")
+        /// The disk is full; nothing of the failed write was stored.
+        public static let diskFull = Code("diskFull")
+        /// The log was closed.
+        public static let closed = Code("closed")
+        /// A write on a log opened read-only.
+        public static let readOnly = Code("readOnly")
+        /// Any other storage failure (the LMDB code and operation are in the message).
+        public static let storage = Code("storage")
+    }
+
+    public var code: Code
+    public var message: String
+    /// The record concerned, for `.corruptRecord`.
+    public var id: EntityChangeID?
+
+    public init(_ code: Code, _ message: String, id: EntityChangeID? = nil) {
+        self.code = code
+        self.message = message
+        self.id = id
+    }
+
+    public var description: String { message }
+
+    static func corrupt(_ id: EntityChangeID, _ why: String) -> EventLogError {
+        EventLogError(
+            .corruptRecord,
+            "record \(id) is corrupt: \(why); run 'tributary verify' to list every damaged record", id: id)
+    }
+
+    static func storage(_ error: LMDBError) -> EventLogError {
+        if error == .noSpace {
+            return EventLogError(.diskFull, "the disk is full (\(error)); free space and retry, nothing was written")
+        }
+        return EventLogError(.storage, "storage error: \(error)")
+    }
+}

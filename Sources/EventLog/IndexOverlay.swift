@@ -1,0 +1,50 @@
+import TributaryCore
+
+/// The index entries of the changes after the index checkpoint, held in memory so lookups stay
+/// exact while the on-disk `current` and `changeIds` trail the head.
+///
+/// Rebuilt from the log on open; drained by index batches; bounded by the log's backpressure.
+struct IndexOverlay {
+    /// Latest entry per entity among the changes not yet indexed.
+    var current: [EntityKey: CurrentEntry] = [:]
+    /// changeId → id for the changes not yet indexed.
+    var changeIds: [String: EntityChangeID] = [:]
+    /// The changes not yet indexed, in id order (`queue[queueStart...]`).
+    var queue: [(id: EntityChangeID, key: EntityKey, changeId: String)] = []
+    var queueStart = 0
+    /// Everything up to here is in the on-disk indexes.
+    var checkpoint: EntityChangeID = .zero
+
+    var count: Int { queue.count - queueStart }
+
+    mutating func add(id: EntityChangeID, key: EntityKey, changeId: String, entry: CurrentEntry) {
+        current[key] = entry
+        changeIds[changeId] = id
+        queue.append((id, key, changeId))
+    }
+
+    /// The oldest `limit` queued changes, and the id they reach.
+    func oldest(_ limit: Int) -> ArraySlice<(id: EntityChangeID, key: EntityKey, changeId: String)> {
+        queue[queueStart..<min(queue.count, queueStart + limit)]
+    }
+
+    /// Forgets what an index batch up to `target` stored on disk.
+    mutating func drop(through target: EntityChangeID, count n: Int) {
+        for i in queueStart..<(queueStart + n) {
+            let item = queue[i]
+            changeIds[item.changeId] = nil
+            if let entry = current[item.key], entry.id <= target { current[item.key] = nil }
+        }
+        queueStart += n
+        checkpoint = target
+        // Compact now and then so the drained prefix does not pin memory.
+        if queueStart > 65_536 && queueStart * 2 > queue.count {
+            queue.removeFirst(queueStart)
+            queueStart = 0
+        }
+        if count == 0 {
+            queue = []
+            queueStart = 0
+        }
+    }
+}

@@ -1,0 +1,133 @@
+internal import CLMDB
+import Glibc
+
+/// An open LMDB environment and its named databases.
+///
+/// - Important: LMDB handles are not thread-safe objects, so the class is `@unchecked Sendable`
+///   under these rules: read transactions use `MDB_NOTLS` and may run on any thread, one at a time
+///   per transaction; write transactions run only on the log's writer queue; ``resize(to:)`` and
+///   ``close()`` take the gate exclusively, so no transaction is open while they run (lmdb.h:
+///   `mdb_env_set_mapsize` "must be called when no transactions are active in this process").
+final class Environment: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private var closed = false
+    let gate = ReadersWriterGate()
+    let readOnly: Bool
+    private(set) var databases: [String: Database] = [:]
+
+    struct Options {
+        var mapSize: Int
+        var maxReaders: UInt32 = 1024
+        var maxDatabases: UInt32 = 8
+        var readOnly = false
+        /// Skip the fsync at commit: faster, and the last commits can be lost on a power failure.
+        var noSync = false
+    }
+
+    init(path: String, options: Options, databases names: [String]) throws(LMDBError) {
+        var env: OpaquePointer?
+        try check(mdb_env_create(&env), "mdb_env_create")
+        guard let env else { throw LMDBError(code: ENOMEM, operation: "mdb_env_create") }
+        readOnly = options.readOnly
+        do throws(LMDBError) {
+            try check(mdb_env_set_mapsize(env, options.mapSize), "mdb_env_set_mapsize")
+            try check(mdb_env_set_maxreaders(env, options.maxReaders), "mdb_env_set_maxreaders")
+            try check(mdb_env_set_maxdbs(env, options.maxDatabases), "mdb_env_set_maxdbs")
+            var flags = UInt32(MDB_NOTLS)
+            if options.readOnly { flags |= UInt32(MDB_RDONLY) }
+            if options.noSync { flags |= UInt32(MDB_NOSYNC) }
+            try check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open(\(path))")
+        } catch {
+            // lmdb.h: "the environment handle must be closed" after a failed mdb_env_open.
+            mdb_env_close(env)
+            throw error
+        }
+        handle = env
+        do throws(LMDBError) {
+            if options.readOnly {
+                let txn = try ReadTransaction(self)
+                for name in names {
+                    var dbi = MDB_dbi()
+                    try check(mdb_dbi_open(txn.handle, name, 0, &dbi), "mdb_dbi_open(\(name))")
+                    databases[name] = Database(dbi: dbi)
+                }
+                txn.abort()
+            } else {
+                let txn = try WriteTransaction(self)
+                for name in names {
+                    var dbi = MDB_dbi()
+                    // A failure here leaves `txn` to its deinit, which aborts it.
+                    try check(mdb_dbi_open(txn.handle, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open(\(name))")
+                    databases[name] = Database(dbi: dbi)
+                }
+                try txn.commit()
+            }
+        } catch {
+            mdb_env_close(env)
+            throw error
+        }
+    }
+
+    var rawHandle: OpaquePointer { handle }
+
+    func database(_ name: String) -> Database { databases[name]! }
+
+    /// The current map size in bytes.
+    var mapSize: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        return info.me_mapsize
+    }
+
+    /// Grows (or adopts another process's larger) map size.
+    func resize(to bytes: Int) throws(LMDBError) {
+        gate.lockExclusive()
+        defer { gate.unlockExclusive() }
+        try check(mdb_env_set_mapsize(handle, bytes), "mdb_env_set_mapsize")
+    }
+
+    /// Entries in a database.
+    func count(_ db: Database, in txn: borrowing ReadTransaction) throws(LMDBError) -> Int {
+        var stat = MDB_stat()
+        try check(mdb_stat(txn.handle, db.dbi, &stat), "mdb_stat")
+        return stat.ms_entries
+    }
+
+    func close() {
+        gate.lockExclusive()
+        defer { gate.unlockExclusive() }
+        guard !closed else { return }
+        closed = true
+        mdb_env_close(handle)
+    }
+
+    deinit {
+        if !closed { mdb_env_close(handle) }
+    }
+}
+
+/// A named database inside the environment.
+struct Database: Sendable {
+    let dbi: UInt32
+}
+
+/// Shared for transactions, exclusive for map resizes and close. Writers are preferred so a
+/// stream of short reads cannot starve a resize.
+final class ReadersWriterGate: @unchecked Sendable {
+    private var lock = pthread_rwlock_t()
+
+    init() {
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(&lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+    }
+
+    deinit { pthread_rwlock_destroy(&lock) }
+
+    func lockShared() { pthread_rwlock_rdlock(&lock) }
+    func unlockShared() { pthread_rwlock_unlock(&lock) }
+    func lockExclusive() { pthread_rwlock_wrlock(&lock) }
+    func unlockExclusive() { pthread_rwlock_unlock(&lock) }
+}

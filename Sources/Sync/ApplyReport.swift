@@ -1,0 +1,61 @@
+public import TributaryCore
+
+/// What the apply path did with a batch.
+public struct ApplyReport: Sendable, Hashable {
+    public enum Outcome: Sendable, Hashable {
+        /// Appended at this id.
+        case applied(EntityChangeID)
+        /// Its changeId is already in the log; skipped.
+        case duplicate
+        /// A newer local version won. `reissued` is the id of the local version re-issued for
+        /// the other nodes when the two differ (nil when they were the same).
+        case lostConflict(reissued: EntityChangeID?)
+        /// Nothing to do (an `options` record without a row, or an erasure of an unknown entity).
+        case ignored
+    }
+
+    public var outcomes: [Outcome] = []
+    /// The ids appended (applied changes and re-issues); nil when nothing was appended.
+    public var range: ClosedRange<EntityChangeID>?
+
+    public init() {}
+
+    public var applied: Int { outcomes.count { if case .applied = $0 { true } else { false } } }
+    public var duplicates: Int { outcomes.count { $0 == .duplicate } }
+    public var conflictsLost: Int { outcomes.count { if case .lostConflict = $0 { true } else { false } } }
+    public var reissued: Int { outcomes.count { if case .lostConflict(_?) = $0 { true } else { false } } }
+    public var ignored: Int { outcomes.count { $0 == .ignored } }
+
+    public mutating func add(_ other: ApplyReport) {
+        outcomes.append(contentsOf: other.outcomes)
+        if let r = other.range {
+            range = range.map { min($0.lowerBound, r.lowerBound)...max($0.upperBound, r.upperBound) } ?? r
+        }
+    }
+}
+
+/// A write made on this node: an entity row to store, or an erasure.
+public struct LocalWrite: Sendable, Hashable {
+    public var entityName: EntityName
+    public var entityId: String
+    /// The row; nil for an erasure.
+    public var entity: JSONObject?
+    public var componentId: String
+
+    public init(entityName: EntityName, entityId: String, entity: JSONObject?, componentId: String = "NA") {
+        self.entityName = entityName
+        self.entityId = entityId
+        self.entity = entity
+        self.componentId = componentId
+    }
+
+    public var isErasure: Bool { entity == nil }
+}
+
+/// Who sent a batch of remote changes: the basis of the echo-avoidance stamp.
+public enum Sender: Sendable, Hashable {
+    /// A peer node (its instanceId): received changes are stamped with it.
+    case peer(instanceId: String)
+    /// Each record's own instanceId counts as its sender (`tributary import`).
+    case recordInstance
+}

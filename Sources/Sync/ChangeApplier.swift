@@ -1,0 +1,179 @@
+public import EventLog
+public import TributaryCore
+
+/// The apply path — the only way anything is written to the log.
+///
+/// validate → dedupe by changeId → Trilium's last-writer-wins rule against `current` → append,
+/// all inside one group commit, so two batches racing for the same entity are decided in order.
+/// A batch is all-or-nothing: any invalid record refuses the whole batch and writes nothing.
+public struct ChangeApplier: Sendable {
+    public let log: EntityChangeLog
+    public let limits: ChangeLimits
+    /// The clock for local writes' `utcDateChanged` (injected by tests).
+    let now: @Sendable () -> UTCDateTime
+
+    public init(
+        log: EntityChangeLog, limits: ChangeLimits = .default,
+        now: @escaping @Sendable () -> UTCDateTime = { UTCDateTime.now() }
+    ) {
+        self.log = log
+        self.limits = limits
+        self.now = now
+    }
+
+    /// Applies changes received from elsewhere.
+    ///
+    /// - Parameters:
+    ///   - checkpoint: a (name, value) stored in the same transaction (a sync cursor), so a crash
+    ///     never separates the changes from the cursor that covers them.
+    /// - Throws: `ApplyError` for bad input (nothing written); `EventLogError` from storage.
+    public func applyRemote(
+        _ records: [ChangeRecord], from sender: Sender, checkpoint: (name: String, value: [UInt8])? = nil
+    ) async throws -> ApplyReport {
+        for (i, record) in records.enumerated() {
+            do {
+                try record.validate(limits)
+            } catch {
+                throw ApplyError(index: i, cause: error)
+            }
+        }
+        let committed = try await log.write { writer in
+            var outcomes: [ApplyReport.Outcome] = []
+            outcomes.reserveCapacity(records.count)
+            for record in records {
+                outcomes.append(try ChangeApplier.applyRemote(record, sender: sender, writer: &writer))
+            }
+            if let checkpoint { writer.setCheckpoint(checkpoint.name, checkpoint.value) }
+            return outcomes
+        }
+        var report = ApplyReport()
+        report.outcomes = committed.value
+        report.range = committed.range
+        return report
+    }
+
+    /// Trilium's rule for one incoming change (trilium-protocol.md §4.1-4.3), with Tributary's
+    /// re-issue fix: a re-issued local version always takes this node's instanceId.
+    static func applyRemote(_ incoming: ChangeRecord, sender: Sender, writer: inout LogWriter) throws
+        -> ApplyReport.Outcome
+    {
+        let remote = incoming.change
+        if try writer.contains(changeId: remote.changeId) { return .duplicate }
+        if remote.entityName == .options && incoming.entity == nil && !remote.isErased { return .ignored }
+        var stamped = incoming
+        // The sender's stamp keeps the change from being sent back to it; the origin stays for audits.
+        stamped.originInstanceId = incoming.change.instanceId
+        if case .peer(let instanceId) = sender { stamped.change.instanceId = instanceId }
+        if remote.entityName == .noteReordering {
+            return .applied(writer.append(stamped))
+        }
+        guard let local = try writer.current(remote.key), local.utcDateChanged > remote.utcDateChanged else {
+            // No local version, or the remote one is as new or newer: ties go to the remote side.
+            return .applied(writer.append(stamped))
+        }
+        guard local.hash != remote.hash || local.isErased != remote.isErased else {
+            return .lostConflict(reissued: nil)
+        }
+        // The local version is newer and differs: re-issue it so every node, including the
+        // sender, gets it — with a fresh changeId and this node's instanceId (PR #11000).
+        guard var reissue = try writer.record(at: local.id) else {
+            throw EventLogError(.corruptRecord, "current entry of \(remote.key) points at missing record \(local.id)", id: local.id)
+        }
+        reissue.change.changeId = RandomID.make()
+        reissue.change.instanceId = writer.instanceId
+        reissue.originInstanceId = writer.instanceId
+        return .lostConflict(reissued: writer.append(reissue))
+    }
+
+    /// Applies writes made on this node: fills in hash, changeId, instanceId and
+    /// utcDateChanged, then appends.
+    ///
+    /// A local write's timestamp is the later of now and one millisecond after the entity's
+    /// current change, so the write made last here is also the one last-writer-wins picks on
+    /// every node, even when a peer's clock runs ahead.
+    /// - Throws: `ApplyError` for bad input (nothing written); `EventLogError` from storage.
+    public func applyLocal(_ writes: [LocalWrite]) async throws -> ApplyReport {
+        var prepared: [(LocalWrite, EntityRow?, String?)] = []
+        prepared.reserveCapacity(writes.count)
+        for (i, write) in writes.enumerated() {
+            do {
+                prepared.append(try prepare(write))
+            } catch {
+                throw ApplyError(index: i, cause: error)
+            }
+        }
+        let limits = self.limits
+        let now = self.now
+        let writes = prepared
+        let committed = try await log.write { writer in
+            var outcomes: [ApplyReport.Outcome] = []
+            for (i, (write, row, hash)) in writes.enumerated() {
+                let key = EntityKey(write.entityName, write.entityId)
+                let current = try writer.current(key)
+                var date = now()
+                if let current, current.utcDateChanged >= date { date = current.utcDateChanged.successor }
+                let erasedHash: String
+                if write.isErasure {
+                    // Trilium keeps the old hash on erasure; an entity never seen has nothing to erase.
+                    guard let current, !current.isErased else {
+                        outcomes.append(.ignored)
+                        continue
+                    }
+                    erasedHash = current.hash
+                } else {
+                    erasedHash = ""
+                }
+                let change = EntityChange(
+                    entityName: write.entityName, entityId: write.entityId, hash: hash ?? erasedHash,
+                    isErased: write.isErasure, changeId: RandomID.make(), componentId: write.componentId,
+                    instanceId: writer.instanceId, isSynced: write.entityName != .options || row.map(isSyncedOption) ?? true,
+                    utcDateChanged: date)
+                let record = ChangeRecord(change: change, entity: row, originInstanceId: writer.instanceId)
+                do throws(CoreError) {
+                    try record.validate(limits)
+                } catch {
+                    throw ApplyError(index: i, cause: error)
+                }
+                outcomes.append(.applied(writer.append(record)))
+            }
+            return outcomes
+        }
+        var report = ApplyReport()
+        report.outcomes = committed.value
+        report.range = committed.range
+        return report
+    }
+
+    /// Checks a local write and computes its row and content hash outside the commit.
+    private func prepare(_ write: LocalWrite) throws(CoreError) -> (LocalWrite, EntityRow?, String?) {
+        guard limits.isValidEntityId(write.entityId) else {
+            throw CoreError(
+                .invalidValue, "entityId must be 1-\(limits.maxEntityIdLength) characters of A-Z a-z 0-9 _ . : -",
+                field: "entityId")
+        }
+        guard var object = write.entity else {
+            if write.entityName == .noteReordering {
+                throw CoreError(.invalidValue, "note_reordering cannot be erased", field: "isErased")
+            }
+            return (write, nil, nil)
+        }
+        if let primaryKey = write.entityName.primaryKey {
+            switch object[primaryKey] {
+            case nil: object[primaryKey] = .string(write.entityId)
+            case .string(let id)? where id == write.entityId: break
+            case .string?:
+                throw CoreError(.invalidValue, "does not match entityId '\(write.entityId)'", field: "entity.\(primaryKey)")
+            case let other?:
+                throw CoreError(.wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
+            }
+        }
+        let hash = try ContentHash.entityHash(write.entityName, row: object)
+        return (write, EntityRow(object), hash)
+    }
+
+}
+
+/// Trilium records options with their own `isSynced` column (§1.4).
+private func isSyncedOption(_ row: EntityRow) -> Bool {
+    row.value(forKey: "isSynced")?.isTruthy ?? false
+}

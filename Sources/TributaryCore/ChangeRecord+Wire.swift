@@ -1,0 +1,194 @@
+/// Trilium's wire form of a sync record: `{"entityChange":{…},"entity":{…}}`.
+///
+/// Decoding checks types and names (so a bad field is reported where it is) and keeps the row's
+/// bytes; `validate()` checks formats. Encoding emits Trilium's field order with 0/1 integers.
+extension ChangeRecord {
+    /// Decodes one wire record. An `"id"` in `entityChange` (the sender's local id) is ignored.
+    ///
+    /// - Throws: `CoreError` naming the field (`entityChange.isErased`, `entity`, …).
+    public init(wireJSON json: some Collection<UInt8>) throws(CoreError) {
+        self = try withRawBytes(json) { raw throws(CoreError) in try ChangeRecord.decode(raw) }
+    }
+
+    static func decode(_ raw: UnsafeRawBufferPointer) throws(CoreError) -> ChangeRecord {
+        var parser = JSONParser(raw)
+        parser.skipWhitespace()
+        guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
+            throw CoreError(.wrongType, "a sync record must be a JSON object")
+        }
+        parser.position += 1
+        var changeObject: JSONObject?
+        var entity: EntityRow?
+        parser.skipWhitespace()
+        if !parser.atEnd, parser.peek == UInt8(ascii: "}") {
+            parser.position += 1
+        } else {
+            while true {
+                parser.skipWhitespace()
+                guard !parser.atEnd, parser.peek == UInt8(ascii: "\"") else { throw parser.error("expected a member name") }
+                let name = try parser.parseString()
+                parser.skipWhitespace()
+                try parser.expect(UInt8(ascii: ":"), "':'")
+                parser.skipWhitespace()
+                switch name {
+                case "entityChange":
+                    let value = try parser.parseValue()
+                    guard case .object(let object) = value else {
+                        throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
+                    }
+                    changeObject = object
+                case "entity":
+                    guard !parser.atEnd else { throw parser.error("unexpected end of input") }
+                    if parser.peek == UInt8(ascii: "n") {
+                        try parser.literal("null")
+                    } else if parser.peek == UInt8(ascii: "{") {
+                        let start = parser.position
+                        parser.sawWhitespace = false
+                        try parser.skipValue()
+                        let slice = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
+                        entity =
+                            parser.sawWhitespace
+                            ? try EntityRow(validating: slice) : EntityRow(trusted: [UInt8](slice))
+                    } else {
+                        let value = try parser.parseValue()
+                        throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entity")
+                    }
+                default:
+                    try parser.skipValue()
+                }
+                parser.skipWhitespace()
+                guard !parser.atEnd else { throw parser.error("unterminated object") }
+                if parser.peek == UInt8(ascii: ",") {
+                    parser.position += 1
+                    continue
+                }
+                try parser.expect(UInt8(ascii: "}"), "',' or '}'")
+                break
+            }
+        }
+        parser.skipWhitespace()
+        guard parser.atEnd else { throw parser.error("unexpected data after the record") }
+        guard let changeObject else {
+            throw CoreError(.missingField, "the record has no entityChange", field: "entityChange")
+        }
+        let change: EntityChange
+        do {
+            change = try EntityChange(wireObject: changeObject)
+        } catch {
+            throw error.within("entityChange")
+        }
+        return ChangeRecord(change: change, entity: entity)
+    }
+
+    /// Appends the wire form. `id` adds Trilium's `entityChange.id`; `includeOrigin` adds
+    /// `originInstanceId` (audit replay; Trilium peers never see it).
+    public func writeWire(to writer: inout JSONWriter, id: EntityChangeID?, includeOrigin: Bool = false) {
+        writer.raw("{\"entityChange\":")
+        change.writeWire(to: &writer, id: id, originInstanceId: includeOrigin ? originInstanceId : nil)
+        if let entity {
+            writer.raw(",\"entity\":")
+            writer.raw(entity.bytes)
+        }
+        writer.raw("}")
+    }
+
+    /// The wire form as bytes.
+    public func wireJSON(id: EntityChangeID? = nil) -> [UInt8] {
+        var writer = JSONWriter(capacity: 128 + (entity?.bytes.count ?? 0))
+        writeWire(to: &writer, id: id)
+        return writer.bytes
+    }
+}
+
+extension EntityChange {
+    /// Decodes Trilium's `entityChange` object. `componentId` defaults to `"NA"` and `isSynced`
+    /// to 1 when absent, as Trilium's own `putEntityChange` fills them.
+    public init(wireObject o: JSONObject) throws(CoreError) {
+        func string(_ key: String) throws(CoreError) -> String {
+            switch o[key] {
+            case .string(let s)?: return s
+            case nil, .null?: throw CoreError(.missingField, "required", field: key)
+            case let v?: throw CoreError(.wrongType, "expected a string, found \(v.typeName)", field: key)
+            }
+        }
+        func flag(_ key: String, default value: Bool?) throws(CoreError) -> Bool {
+            switch o[key] {
+            case .bool(let b)?: return b
+            case .number("0")?: return false
+            case .number("1")?: return true
+            case nil, .null?:
+                if let value { return value }
+                throw CoreError(.missingField, "required", field: key)
+            case let v?: throw CoreError(.wrongType, "expected 0 or 1, found \(v.typeName) \(abbreviated(v))", field: key)
+            }
+        }
+        let name = try string("entityName")
+        let entityName: EntityName
+        do {
+            entityName = try EntityName(validating: name)
+        } catch {
+            throw CoreError(error.code, error.message, field: "entityName")
+        }
+        let dateText = try string("utcDateChanged")
+        guard let date = UTCDateTime(dateText) else {
+            throw CoreError(
+                .invalidValue, "expected 'YYYY-MM-DD HH:MM:SS.sssZ', got '\(dateText.prefix(40))'",
+                field: "utcDateChanged")
+        }
+        var componentId = "NA"
+        if case .string(let s)? = o["componentId"] {
+            componentId = s
+        } else if let v = o["componentId"], v != .null {
+            throw CoreError(.wrongType, "expected a string, found \(v.typeName)", field: "componentId")
+        }
+        if let id = o["id"] {
+            switch id {
+            case .null, .number: break
+            default: throw CoreError(.wrongType, "expected a number, found \(id.typeName)", field: "id")
+            }
+        }
+        self.init(
+            entityName: entityName, entityId: try string("entityId"), hash: try string("hash"),
+            isErased: try flag("isErased", default: false), changeId: try string("changeId"),
+            componentId: componentId, instanceId: try string("instanceId"),
+            isSynced: try flag("isSynced", default: true), utcDateChanged: date)
+    }
+
+    /// Appends the `entityChange` object in Trilium's column order.
+    public func writeWire(to w: inout JSONWriter, id: EntityChangeID?, originInstanceId: String? = nil) {
+        w.raw("{")
+        var first = true
+        if let id {
+            w.key("id", first: true)
+            w.number(id.rawValue)
+            first = false
+        }
+        w.key("entityName", first: first)
+        w.string(entityName.rawValue)
+        w.key("entityId")
+        w.string(entityId)
+        w.key("hash")
+        w.string(hash)
+        w.key("isErased")
+        w.number(isErased ? 1 : 0)
+        w.key("changeId")
+        w.string(changeId)
+        w.key("componentId")
+        w.string(componentId)
+        w.key("instanceId")
+        w.string(instanceId)
+        w.key("isSynced")
+        w.number(isSynced ? 1 : 0)
+        w.key("utcDateChanged")
+        w.string(utcDateChanged.description)
+        if let originInstanceId {
+            w.key("originInstanceId")
+            w.string(originInstanceId)
+        }
+        w.raw("}")
+    }
+}
+
+private func abbreviated(_ value: JSONValue) -> String {
+    String(String(decoding: value.jsonBytes, as: UTF8.self).prefix(40))
+}

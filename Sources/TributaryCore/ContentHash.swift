@@ -1,0 +1,190 @@
+import Crypto
+import Foundation
+
+/// Trilium's content hashes (trilium-protocol.md §2.3, §3.10), bit for bit.
+///
+/// Receivers never recompute a hash — they keep the sender's — but hashes computed here for local
+/// writes must equal what Trilium computes for the same row, or identical content would look
+/// different to the content-hash check and be re-sent forever.
+public enum ContentHash {
+    /// Trilium's `utils.hash`: Unicode NFC, SHA-1 over UTF-8, standard base64 (28 characters).
+    public static func sha1Base64(_ text: String) -> String {
+        var normalized = text
+        if !text.utf8.allSatisfy({ $0 < 0x80 }) {
+            normalized = text.precomposedStringWithCanonicalMapping
+        }
+        return Data(Insecure.SHA1.hash(data: Array(normalized.utf8))).base64EncodedString()
+    }
+
+    /// An entity's `hash`: `"|"`-joined JavaScript string forms of its hashed properties, plus
+    /// `"|deleted"` when deleted, hashed and cut to 10 characters. Blobs use ``blobHash``;
+    /// `note_reordering` has the fixed hash `"N/A"`.
+    ///
+    /// - Parameter isDeleted: whether to add the deleted suffix; by default the row's own
+    ///   `isDeleted` decides.
+    /// - Throws: `CoreError` for a blob whose content is not base64 text.
+    public static func entityHash(_ name: EntityName, row: JSONObject, isDeleted: Bool? = nil) throws(CoreError)
+        -> String
+    {
+        switch name {
+        case .noteReordering:
+            return "N/A"
+        case .blobs:
+            guard case .string(let blobId)? = row["blobId"] else {
+                throw CoreError(.missingField, "a blob row needs its blobId", field: "entity.blobId")
+            }
+            guard case .string(let content)? = row["content"] else {
+                throw CoreError(.missingField, "a blob row needs its content (base64)", field: "entity.content")
+            }
+            return try blobHash(blobId: blobId, base64Content: content)
+        default:
+            var text = ""
+            for property in name.hashedProperties {
+                text += "|"
+                let value = row[property]
+                if name.booleanProperties.contains(property) {
+                    text += isTruthy(value) ? "true" : "false"
+                } else {
+                    text += javaScriptString(value)
+                }
+            }
+            if isDeleted ?? isTruthy(row["isDeleted"]) { text += "|deleted" }
+            return String(sha1Base64(text).prefix(10))
+        }
+    }
+
+    /// A blob's hash: `utils.hash(blobId + "|" + content)`, not truncated. `content` is the text
+    /// Trilium holds; on the wire (and in our rows) it travels as base64 of its UTF-8 bytes.
+    public static func blobHash(blobId: String, base64Content: String) throws(CoreError) -> String {
+        guard let bytes = Data(base64Encoded: base64Content) else {
+            throw CoreError(.invalidValue, "blob content must be base64", field: "entity.content")
+        }
+        // Node's Buffer.toString() decodes UTF-8 replacing invalid sequences, as String(decoding:) does.
+        return blobHash(blobId: blobId, content: String(decoding: bytes, as: UTF8.self))
+    }
+
+    public static func blobHash(blobId: String, content: String) -> String {
+        sha1Base64(blobId + "|" + content)
+    }
+
+    /// A sector digest of the content-hash check: each entity's `hash` followed by `0`/`1` for
+    /// isErased, in entityId order, hashed (not truncated).
+    public static func sectorDigest(_ entries: some Sequence<(hash: String, isErased: Bool)>) -> String {
+        var text = ""
+        for entry in entries {
+            text += entry.hash
+            text += entry.isErased ? "1" : "0"
+        }
+        return sha1Base64(text)
+    }
+
+    static func isTruthy(_ value: JSONValue?) -> Bool {
+        value?.isTruthy ?? false
+    }
+
+    /// JavaScript's `String(value)` for a row value (`undefined` when the column is absent).
+    static func javaScriptString(_ value: JSONValue?) -> String {
+        switch value {
+        case nil: "undefined"
+        case .null?: "null"
+        case .bool(let b)?: b ? "true" : "false"
+        case .number(let text)?: javaScriptNumber(text)
+        case .string(let s)?: s
+        case .array(let elements)?:
+            elements.map { e in
+                switch e {
+                case .null: ""
+                default: javaScriptString(e)
+                }
+            }.joined(separator: ",")
+        case .object?: "[object Object]"
+        }
+    }
+
+    /// ECMAScript Number::toString of a JSON number literal.
+    static func javaScriptNumber(_ literal: String) -> String {
+        if let i = Int64(literal), abs(i) < 1 << 53 { return String(i) }
+        guard let d = Double(literal) else { return literal }
+        if d.isNaN { return "NaN" }
+        if d.isInfinite { return d < 0 ? "-Infinity" : "Infinity" }
+        if d == 0 { return "0" }
+        // Swift prints the shortest round-trip digits, as JavaScript does; only the layout differs.
+        var text = d.magnitude.description
+        var exponent = 0
+        if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            exponent = Int(text[text.index(after: e)...]) ?? 0
+            text = String(text[..<e])
+        }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        let intPart = String(parts[0])
+        let fracPart = parts.count > 1 ? String(parts[1]) : ""
+        var digits = intPart + fracPart
+        var n = intPart.count + exponent  // value = 0.digits × 10^n
+        while digits.hasPrefix("0") && digits.count > 1 {
+            digits.removeFirst()
+            n -= 1
+        }
+        while digits.hasSuffix("0") && digits.count > 1 { digits.removeLast() }
+        let k = digits.count
+        let body: String
+        if k <= n && n <= 21 {
+            body = digits + String(repeating: "0", count: n - k)
+        } else if 0 < n && n <= 21 {
+            body = String(digits.prefix(n)) + "." + String(digits.dropFirst(n))
+        } else if -6 < n && n <= 0 {
+            body = "0." + String(repeating: "0", count: -n) + digits
+        } else {
+            let e = n - 1
+            let sign = e < 0 ? "-" : "+"
+            let mantissa = k == 1 ? digits : String(digits.prefix(1)) + "." + String(digits.dropFirst())
+            body = mantissa + "e" + sign + String(abs(e))
+        }
+        return d < 0 ? "-" + body : body
+    }
+}
+
+extension EntityName {
+    /// The properties Trilium's `generateHash` covers, in order (`hashedProperties`).
+    public var hashedProperties: [String] {
+        switch self {
+        case .notes: ["noteId", "title", "isProtected", "type", "mime", "blobId"]
+        case .branches: ["branchId", "noteId", "parentNoteId", "prefix"]
+        case .attributes: ["attributeId", "noteId", "type", "name", "value", "isInheritable"]
+        case .revisions:
+            [
+                "revisionId", "noteId", "title", "isProtected", "dateLastEdited", "dateCreated",
+                "utcDateLastEdited", "utcDateCreated", "utcDateModified", "blobId",
+            ]
+        case .attachments:
+            ["attachmentId", "ownerId", "role", "mime", "title", "blobId", "utcDateScheduledForErasureSince"]
+        case .etapiTokens: ["etapiTokenId", "name", "tokenHash", "utcDateCreated", "utcDateModified", "isDeleted"]
+        case .options: ["name", "value"]
+        case .blobs: ["blobId", "content"]
+        case .noteReordering: []
+        }
+    }
+
+    /// Hashed properties that Trilium holds as booleans in memory (`!!row.x`), so `1` hashes as
+    /// `true`.
+    var booleanProperties: Set<String> {
+        switch self {
+        case .notes, .revisions: ["isProtected"]
+        case .attributes: ["isInheritable"]
+        case .etapiTokens: ["isDeleted"]
+        default: []
+        }
+    }
+}
+
+extension JSONValue {
+    /// JavaScript truthiness (`!!value`), how Trilium turns 0/1 columns into booleans.
+    public var isTruthy: Bool {
+        switch self {
+        case .null: false
+        case .bool(let b): b
+        case .number(let text): if let d = Double(text) { d != 0 && !d.isNaN } else { true }
+        case .string(let s): !s.isEmpty
+        case .array, .object: true
+        }
+    }
+}

@@ -1,0 +1,382 @@
+/// A strict JSON parser over UTF-8 bytes (RFC 8259: no comments, no trailing commas, no NaN).
+///
+/// Besides building values it can *scan* a value — validate it and report where it ends —
+/// without allocating, which is how entity rows are kept as their original bytes.
+public struct JSONParser: ~Copyable {
+    let bytes: UnsafeRawBufferPointer
+    var position: Int
+    var depth = 0
+    /// Set when a scanned value contained whitespace between tokens.
+    var sawWhitespace = false
+    static let maxDepth = 64
+
+    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0) {
+        self.bytes = bytes
+        self.position = position
+    }
+
+    /// Parses one complete JSON document.
+    public static func parse(_ bytes: some Collection<UInt8>) throws(CoreError) -> JSONValue {
+        try withRawBytes(bytes) { raw throws(CoreError) in
+            var parser = JSONParser(raw)
+            parser.skipWhitespace()
+            let value = try parser.parseValue()
+            parser.skipWhitespace()
+            guard parser.position == raw.count else { throw parser.error("unexpected data after the JSON value") }
+            return value
+        }
+    }
+
+    /// Parses a JSON object document.
+    public static func parseObject(_ bytes: some Collection<UInt8>) throws(CoreError) -> JSONObject {
+        let value = try parse(bytes)
+        guard case .object(let object) = value else {
+            throw CoreError(.wrongType, "expected a JSON object, found \(value.typeName)")
+        }
+        return object
+    }
+
+    func error(_ message: String) -> CoreError {
+        CoreError(.malformedJSON, "malformed JSON at byte \(position): \(message)")
+    }
+
+    var atEnd: Bool { position >= bytes.count }
+    var peek: UInt8 { bytes[position] }
+
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09:
+                position += 1
+                sawWhitespace = true
+            default: return
+            }
+        }
+    }
+
+    mutating func expect(_ byte: UInt8, _ what: String) throws(CoreError) {
+        guard !atEnd, peek == byte else { throw error("expected \(what)") }
+        position += 1
+    }
+
+    mutating func parseValue() throws(CoreError) -> JSONValue {
+        guard !atEnd else { throw error("unexpected end of input") }
+        switch peek {
+        case UInt8(ascii: "{"): return .object(try parseObjectBody())
+        case UInt8(ascii: "["):
+            try enter()
+            position += 1
+            var elements: [JSONValue] = []
+            skipWhitespace()
+            if !atEnd, peek == UInt8(ascii: "]") {
+                position += 1
+                depth -= 1
+                return .array(elements)
+            }
+            while true {
+                skipWhitespace()
+                elements.append(try parseValue())
+                skipWhitespace()
+                guard !atEnd else { throw error("unterminated array") }
+                if peek == UInt8(ascii: ",") {
+                    position += 1
+                    continue
+                }
+                try expect(UInt8(ascii: "]"), "',' or ']'")
+                depth -= 1
+                return .array(elements)
+            }
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
+        default:
+            let start = position
+            try scanNumber()
+            return .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))
+        }
+    }
+
+    mutating func enter() throws(CoreError) {
+        depth += 1
+        guard depth <= JSONParser.maxDepth else { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+    }
+
+    mutating func parseObjectBody() throws(CoreError) -> JSONObject {
+        try enter()
+        position += 1
+        var members: [JSONObject.Member] = []
+        skipWhitespace()
+        if !atEnd, peek == UInt8(ascii: "}") {
+            position += 1
+            depth -= 1
+            return JSONObject(members)
+        }
+        while true {
+            skipWhitespace()
+            guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let key = try parseString()
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"), "':'")
+            skipWhitespace()
+            members.append(JSONObject.Member(key, try parseValue()))
+            skipWhitespace()
+            guard !atEnd else { throw error("unterminated object") }
+            if peek == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            try expect(UInt8(ascii: "}"), "',' or '}'")
+            depth -= 1
+            return JSONObject(members)
+        }
+    }
+
+    mutating func literal(_ word: StaticString) throws(CoreError) {
+        let count = word.utf8CodeUnitCount
+        guard position + count <= bytes.count else { throw error("unexpected end of input") }
+        let matches = word.withUTF8Buffer { w in
+            (0..<count).allSatisfy { bytes[position + $0] == w[$0] }
+        }
+        guard matches else { throw error("invalid literal") }
+        position += count
+    }
+
+    mutating func scanNumber() throws(CoreError) {
+        let start = position
+        if !atEnd, peek == UInt8(ascii: "-") { position += 1 }
+        guard !atEnd, isDigit(peek) else {
+            position = start
+            throw error("unexpected character")
+        }
+        if peek == UInt8(ascii: "0") {
+            position += 1
+        } else {
+            while !atEnd, isDigit(peek) { position += 1 }
+        }
+        if !atEnd, peek == UInt8(ascii: ".") {
+            position += 1
+            guard !atEnd, isDigit(peek) else { throw error("digit expected after '.'") }
+            while !atEnd, isDigit(peek) { position += 1 }
+        }
+        if !atEnd, peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            position += 1
+            if !atEnd, peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { position += 1 }
+            guard !atEnd, isDigit(peek) else { throw error("digit expected in exponent") }
+            while !atEnd, isDigit(peek) { position += 1 }
+        }
+    }
+
+    /// Parses a string starting at its opening quote.
+    mutating func parseString() throws(CoreError) -> String {
+        position += 1
+        let start = position
+        // Fast path: no escapes.
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                position += 1
+                guard let s = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+                return s
+            }
+            if b == UInt8(ascii: "\\") { break }
+            if b < 0x20 { throw error("control character in string") }
+            position += 1
+        }
+        var scratch = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
+        while true {
+            guard position < bytes.count else { throw error("unterminated string") }
+            let b = bytes[position]
+            position += 1
+            switch b {
+            case UInt8(ascii: "\""):
+                guard let s = String(validating: scratch, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+                return s
+            case UInt8(ascii: "\\"):
+                guard position < bytes.count else { throw error("unterminated escape") }
+                let e = bytes[position]
+                position += 1
+                switch e {
+                case UInt8(ascii: "\""): scratch.append(0x22)
+                case UInt8(ascii: "\\"): scratch.append(0x5C)
+                case UInt8(ascii: "/"): scratch.append(0x2F)
+                case UInt8(ascii: "b"): scratch.append(0x08)
+                case UInt8(ascii: "f"): scratch.append(0x0C)
+                case UInt8(ascii: "n"): scratch.append(0x0A)
+                case UInt8(ascii: "r"): scratch.append(0x0D)
+                case UInt8(ascii: "t"): scratch.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                            bytes[position + 1] == UInt8(ascii: "u")
+                        else { throw error("unpaired surrogate") }
+                        position += 2
+                        let low = try hex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw error("unpaired surrogate")
+                    }
+                    guard let u = Unicode.Scalar(scalar) else { throw error("invalid \\u escape") }
+                    scratch.append(contentsOf: Array(String(Character(u)).utf8))
+                default: throw error("invalid escape")
+                }
+            default:
+                if b < 0x20 { throw error("control character in string") }
+                scratch.append(b)
+            }
+        }
+    }
+
+    mutating func hex4() throws(CoreError) -> UInt32 {
+        guard position + 4 <= bytes.count else { throw error("short \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let c = bytes[position]
+            position += 1
+            let d: UInt32
+            switch c {
+            case 48...57: d = UInt32(c - 48)
+            case 65...70: d = UInt32(c - 55)
+            case 97...102: d = UInt32(c - 87)
+            default: throw error("invalid \\u escape")
+            }
+            value = value << 4 | d
+        }
+        return value
+    }
+
+    /// Validates the value at the current position and moves past it, allocating nothing.
+    mutating func skipValue() throws(CoreError) {
+        guard !atEnd else { throw error("unexpected end of input") }
+        switch peek {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = peek == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = close == UInt8(ascii: "}")
+            try enter()
+            position += 1
+            skipWhitespace()
+            if !atEnd, peek == close {
+                position += 1
+                depth -= 1
+                return
+            }
+            while true {
+                skipWhitespace()
+                if isObject {
+                    guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a member name") }
+                    try skipString()
+                    skipWhitespace()
+                    try expect(UInt8(ascii: ":"), "':'")
+                    skipWhitespace()
+                }
+                try skipValue()
+                skipWhitespace()
+                guard !atEnd else { throw error("unterminated container") }
+                if peek == UInt8(ascii: ",") {
+                    position += 1
+                    continue
+                }
+                try expect(close, isObject ? "',' or '}'" : "',' or ']'")
+                depth -= 1
+                return
+            }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        default: try scanNumber()
+        }
+    }
+
+    /// Validates a string (escapes and UTF-8) without building it.
+    mutating func skipString() throws(CoreError) {
+        position += 1
+        var start = position
+        var ascii = true
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                if !ascii { try validateUTF8(start, position) }
+                position += 1
+                return
+            }
+            if b == UInt8(ascii: "\\") {
+                if !ascii { try validateUTF8(start, position) }
+                ascii = true
+                guard position + 1 < bytes.count else { throw error("unterminated escape") }
+                let e = bytes[position + 1]
+                position += 2
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                    UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"):
+                    let scalar = try hex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                            bytes[position + 1] == UInt8(ascii: "u")
+                        else { throw error("unpaired surrogate") }
+                        position += 2
+                        guard (0xDC00...0xDFFF).contains(try hex4()) else { throw error("unpaired surrogate") }
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw error("unpaired surrogate")
+                    }
+                default: throw error("invalid escape")
+                }
+                start = position
+                continue
+            }
+            if b < 0x20 { throw error("control character in string") }
+            if b >= 0x80 { ascii = false }
+            position += 1
+        }
+        throw error("unterminated string")
+    }
+
+    func validateUTF8(_ from: Int, _ to: Int) throws(CoreError) {
+        let slice = UnsafeRawBufferPointer(rebasing: bytes[from..<to])
+        var iterator = slice.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return
+            case .error: throw error("invalid UTF-8 in string")
+            }
+        }
+    }
+}
+
+@inline(__always) private func isDigit(_ b: UInt8) -> Bool { b >= 48 && b <= 57 }
+
+/// Runs `body` over the collection's bytes, copying only when it is not contiguous.
+func withRawBytes<R, E: Error>(
+    _ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws(E) -> R
+) throws(E) -> R {
+    let contiguous: Result<R, E>? = bytes.withContiguousStorageIfAvailable { buffer in
+        do throws(E) {
+            return .success(try body(UnsafeRawBufferPointer(buffer)))
+        } catch {
+            return .failure(error)
+        }
+    }
+    if let contiguous { return try contiguous.get() }
+    let copy = Array(bytes)
+    let result: Result<R, E> = copy.withUnsafeBytes { raw in
+        do throws(E) {
+            return .success(try body(raw))
+        } catch {
+            return .failure(error)
+        }
+    }
+    return try result.get()
+}

@@ -1,0 +1,37 @@
+/// Trilium's random identifiers: `randomString(n)` over the 62 alphanumerics, from a
+/// cryptographically secure source (changeIds, instanceIds and entity ids are 12 characters).
+public enum RandomID {
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    /// A new random id of `length` alphanumerics.
+    public static func make(length: Int = 12) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return make(length: length, using: &generator)
+    }
+
+    public static func make(length: Int, using generator: inout some RandomNumberGenerator) -> String {
+        String(unsafeUninitializedCapacity: length) { buffer in
+            var filled = 0
+            while filled < length {
+                var word = generator.next()
+                for _ in 0..<8 where filled < length {
+                    let byte = UInt8(truncatingIfNeeded: word)
+                    word >>= 8
+                    // Rejection sampling: 248 = 4 × 62, so accepted bytes map uniformly.
+                    if byte < 248 {
+                        buffer[filled] = alphabet[Int(byte % 62)]
+                        filled += 1
+                    }
+                }
+            }
+            return length
+        }
+    }
+
+    /// Whether `text` has the shape of a Trilium random id: 1-64 ASCII alphanumerics.
+    public static func isAlphanumeric(_ text: String, maxLength: Int = 64) -> Bool {
+        let utf8 = text.utf8
+        guard !utf8.isEmpty, utf8.count <= maxLength else { return false }
+        return utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
+    }
+}

@@ -1,0 +1,220 @@
+import EventLog
+import Foundation
+import Logging
+import Testing
+import TributaryCore
+import Tributary
+import TributaryTesting
+
+let logger = Logger(label: "test")
+
+func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -> Void = { _ in }) throws
+    -> EntityChangeLog
+{
+    var configuration = EntityChangeLog.Configuration()
+    configure(&configuration)
+    return try EntityChangeLog(directory: dir + "/log", configuration: configuration, logger: logger)
+}
+
+@Suite struct EntityChangeLogTests {
+    @Test func appendThenReadBackInIdOrder() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            let records = SampleEvents().records(2500)
+            let first = try await log.append(Array(records[..<1000]))
+            let second = try await log.append(Array(records[1000...]))
+            #expect(first == 1...1000)
+            #expect(second == 1001...2500)
+            #expect(log.head == 2500)
+            var all: [LoggedChange] = []
+            var cursor = EntityChangeID.zero
+            while true {
+                let page = try log.changes(after: cursor, limit: 700)
+                guard let last = page.last else { break }
+                all += page
+                cursor = last.id
+            }
+            #expect(all.map(\.id.rawValue) == Array(1...2500))
+            #expect(all.map(\.record) == records)
+            #expect(try log.change(at: 1234)?.record == records[1233])
+            #expect(try log.change(at: 2501) == nil)
+        }
+    }
+
+    @Test func dataAndIdentitySurviveReopen() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents().records(300)
+            let instanceId: String
+            do {
+                let log = try openLog(dir)
+                instanceId = log.instanceId
+                _ = try await log.append(records)
+                log.close()
+            }
+            let log = try openLog(dir)
+            defer { log.close() }
+            #expect(log.instanceId == instanceId)
+            #expect(RandomID.isAlphanumeric(instanceId) && instanceId.count == 12)
+            #expect(log.head == 300)
+            #expect(try log.changes(after: 299, limit: 10).map(\.record) == [records[299]])
+            #expect(try await log.append([SampleEvents(seed: 7).records(1)[0]]) == 301...301)
+        }
+    }
+
+    /// Lookups are exact whether an entry is in the overlay, on disk, or rebuilt after reopening
+    /// without indexing (what a crash between append and index batch leaves).
+    @Test func lookupsStayExactWhileTheIndexerLags() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents().records(3000)
+            func expectExact(_ log: EntityChangeLog) throws {
+                for (i, r) in records.enumerated() where i % 7 == 0 {
+                    let id = EntityChangeID(UInt64(i + 1))
+                    #expect(try log.entityChangeID(forChangeId: r.change.changeId) == id)
+                    let entry = try #require(try log.current(r.change.key))
+                    #expect(entry.id == id)
+                    #expect(entry.hash == r.change.hash)
+                    #expect(entry.isErased == r.change.isErased)
+                    #expect(entry.utcDateChanged == r.change.utcDateChanged)
+                }
+                #expect(try log.entityChangeID(forChangeId: "notThereAtAll") == nil)
+                #expect(try log.current(EntityKey(.notes, "missing")) == nil)
+            }
+            do {
+                let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600) }
+                _ = try await log.append(records)
+                #expect(log.indexStatus.overlayCount == 3000)
+                #expect(log.indexStatus.checkpoint == .zero)
+                try expectExact(log)
+                log.close()  // no index batch ran: the on-disk indexes are empty
+            }
+            do {
+                let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600); $0.indexBatchSize = 1000 }
+                #expect(log.indexStatus.overlayCount == 3000)
+                try expectExact(log)
+                try await log.flushIndex()
+                #expect(log.indexStatus.checkpoint == 3000)
+                #expect(log.indexStatus.overlayCount == 0)
+                try expectExact(log)
+                log.close()
+            }
+            let log = try openLog(dir)
+            defer { log.close() }
+            #expect(log.indexStatus.overlayCount == 0)
+            try expectExact(log)
+        }
+    }
+
+    @Test func theIndexerCatchesUpOnItsOwnWhenIdle() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir) { $0.indexIdleDelay = .milliseconds(20); $0.indexBatchSize = 400 }
+            defer { log.close() }
+            _ = try await log.append(SampleEvents().records(2000))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while log.indexStatus.checkpoint < 2000 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(log.indexStatus.checkpoint == 2000)
+            #expect(log.indexStatus.overlayCount == 0)
+        }
+    }
+
+    @Test func concurrentWritersShareCommits() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            let records = SampleEvents().records(50 * 20)
+            let ranges = try await withThrowingTaskGroup(of: ClosedRange<EntityChangeID>?.self) { group in
+                for w in 0..<50 {
+                    group.addTask { try await log.append(Array(records[(w * 20)..<(w * 20 + 20)])) }
+                }
+                return try await group.reduce(into: []) { $0.append($1!) }
+            }
+            let ids = ranges.flatMap { $0.map(\.rawValue) }.sorted()
+            #expect(ids == Array(1...1000))
+            #expect(ranges.allSatisfy { $0.count == 20 })
+            #expect(log.commitCount < 50, "\(log.commitCount) commits for 50 concurrent writers")
+        }
+    }
+
+    struct Refused: Error {}
+
+    @Test func aFailingWriteLeavesItsGroupIntact() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            let records = SampleEvents().records(30)
+            let bad = Task {
+                _ = try await log.write { writer in
+                    writer.append(records[0])
+                    throw Refused()
+                }
+            }
+            let good = Task { try await log.append(Array(records[1...])) }
+            await #expect(throws: Refused.self) { try await bad.value }
+            #expect(try await good.value?.count == 29)
+            #expect(log.head == 29)
+            #expect(try log.entityChangeID(forChangeId: records[0].change.changeId) == nil)
+        }
+    }
+
+    @Test func theMapGrowsWhenFull() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir) { $0.initialMapSize = 1 << 20; $0.indexIdleDelay = .milliseconds(10) }
+            defer { log.close() }
+            let records = SampleEvents().records(6000)  // ~5 MB, five times the initial map
+            for start in stride(from: 0, to: 6000, by: 1000) {
+                _ = try await log.append(Array(records[start..<(start + 1000)]))
+            }
+            try await log.flushIndex()
+            #expect(log.head == 6000)
+            #expect(try log.changes(after: 5999, limit: 1).first?.record == records[5999])
+        }
+    }
+
+    @Test func aDirectoryOpensOncePerProcess() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            #expect {
+                _ = try openLog(dir)
+            } throws: { ($0 as? EventLogError)?.code == .alreadyOpen }
+            #expect {
+                _ = try openLog(dir) { $0.readOnly = true }
+            } throws: { ($0 as? EventLogError)?.code == .alreadyOpen }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aTailSeesEveryCommitInOrder() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            let records = SampleEvents().records(500)
+            _ = try await log.append(Array(records[..<100]))
+            let reader = Task {
+                var ids: [UInt64] = []
+                for try await page in log.tail(after: 50, pageSize: 64) {
+                    ids += page.map(\.id.rawValue)
+                    if ids.last == 500 { break }
+                }
+                return ids
+            }
+            for start in stride(from: 100, to: 500, by: 40) {
+                _ = try await log.append(Array(records[start..<(start + 40)]))
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(try await reader.value == Array(51...500))
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aWaitingTailEndsOnCancellation() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            let waiter = Task { try await log.waitForHead(beyond: 10) }
+            try await Task.sleep(for: .milliseconds(50))
+            waiter.cancel()
+            await #expect(throws: CancellationError.self) { try await waiter.value }
+        }
+    }
+}
