@@ -51,7 +51,7 @@ final class Environment: @unchecked Sendable {
                     try check(mdb_dbi_open(txn.handle, name, 0, &dbi), "mdb_dbi_open(\(name))")
                     databases[name] = Database(dbi: dbi)
                 }
-                txn.abort()
+                try txn.commit()
             } else {
                 let txn = try WriteTransaction(self)
                 for name in names {

@@ -36,6 +36,15 @@ struct ReadTransaction: ~Copyable {
         discard self
     }
 
+    /// Ends the snapshot keeping the database handles it opened (lmdb.h: handles opened in a
+    /// transaction are closed if it aborts).
+    consuming func commit() throws(LMDBError) {
+        let rc = mdb_txn_commit(handle)
+        gate.takeUnretainedValue().unlockShared()
+        discard self
+        try check(rc, "mdb_txn_commit(read)")
+    }
+
     deinit {
         mdb_txn_abort(handle)
         gate.takeUnretainedValue().unlockShared()

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Tributary
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Run the benchmark workloads and print one line per figure.",
+        discussion: """
+            Workloads (shared/docs/benchmarks.md): W1-append (batches of 1000 through the full apply \
+            path, one durable commit each, one batch in flight) and W2-scan (read everything back in \
+            pages of 1000). Input is loaded before the clock starts. Quote release builds only, as \
+            ratios to shared/bench/reference/run.sh run beside it.
+            """)
+
+    @Option(help: "Comma-separated workloads: \(Bench.workloads.joined(separator: ","))")
+    var workload: String = Bench.workloads.joined(separator: ",")
+    @Option(help: "Number of events (generated, or the first N of --input).") var events: Int?
+    @Option(help: "A JSON Lines event file (shared/bench/gen.py output).") var input: String?
+    @Option(help: "fsync or none.") var durability: DurabilityOption = .fsync
+    @Option(help: "Where the scratch data directory is made (use the disk you measure).") var scratch: String = "."
+    @Flag(help: "One JSON object per line.") var json = false
+
+    func validate() throws {
+        if let events, events <= 0 { throw ValidationError("--events must be positive") }
+    }
+
+    func run() async throws {
+        #if DEBUG
+            FileHandleStderr.write("warning: this is a debug build; its figures are not comparable (use -c release)\n")
+        #endif
+        var bench = Bench(workloads: workload.split(separator: ",").map(String.init), events: events, input: input)
+        bench.durability = durability.value
+        do {
+            try await bench.run(scratch: scratch, logger: Logger(label: "tributary.bench")) { result in
+                print(json ? result.json : result.line)
+                fflush(nil)
+            }
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+}

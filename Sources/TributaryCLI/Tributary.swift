@@ -1,0 +1,67 @@
+import ArgumentParser
+import Glibc
+import Logging
+import Tributary
+
+@main
+struct TributaryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tributary",
+        abstract: "An event-sourced replication service that speaks Trilium's sync protocol.",
+        subcommands: [
+            ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, BenchCommand.self,
+            SampleCommand.self,
+        ])
+
+    static func main() async {
+        // A closed pipe (`tributary replay | head`) ends output; it must not kill the process.
+        signal(SIGPIPE, SIG_IGN)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevelFromEnvironment()
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// `TRIBUTARY_LOG_LEVEL` (trace … critical); warnings and worse by default.
+func logLevelFromEnvironment() -> Logger.Level {
+    guard let value = getenv("TRIBUTARY_LOG_LEVEL") else { return .warning }
+    return Logger.Level(rawValue: String(cString: value)) ?? .warning
+}
+
+/// Options shared by every command that opens a data directory.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: "The data directory.")
+    var data: String = "./tributary-data"
+}
+
+/// Prints `message` to standard error and exits non-zero: the one way commands report failure.
+func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    FileHandleStderr.write("error: \(message)\n")
+    return ExitCode(code)
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+/// `--durability`: `fsync` (every commit on disk before it is acknowledged) or `none`.
+enum DurabilityOption: String, ExpressibleByArgument, CaseIterable {
+    case fsync, none
+
+    var value: Store.Durability { self == .fsync ? .fsync : .none }
+}
