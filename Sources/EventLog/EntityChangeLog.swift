@@ -45,6 +45,8 @@ public final class EntityChangeLog: Sendable {
     let notifier: CommitNotifier
     private let queue = DispatchQueue(label: "tributary.log.writer")
     private let writer = Mutex(WriterState())
+    /// Reused by every group commit (writer queue only).
+    private nonisolated(unsafe) let group = GroupLayer()
 
     struct WriterState {
         var pending: [WriteJob] = []
@@ -92,7 +94,7 @@ public final class EntityChangeLog: Sendable {
                 readOnly: configuration.readOnly, logger: logger)
             self.instanceId = instanceId
             notifier = CommitNotifier(head: head)
-            var rebuilt = IndexOverlay()
+            var rebuilt = IndexOverlay(capacity: min(configuration.overlayLimit, 1 << 17))
             rebuilt.checkpoint = checkpoint
             overlay = Mutex(rebuilt)
             overlayError = Mutex(nil)
@@ -174,7 +176,7 @@ public final class EntityChangeLog: Sendable {
     /// Scans the changes after the index checkpoint back into the overlay.
     private func rebuildOverlay() throws {
         let checkpoint = overlay.withLock { $0.checkpoint }
-        var rebuilt = IndexOverlay()
+        var rebuilt = IndexOverlay(capacity: min(configuration.overlayLimit, 1 << 17))
         rebuilt.checkpoint = checkpoint
         var cursor = checkpoint
         while true {
@@ -464,24 +466,26 @@ public final class EntityChangeLog: Sendable {
     private func commitOnce(_ jobs: [WriteJob]) throws -> [Result<ClosedRange<EntityChangeID>?, any Error>] {
         let txn = try WriteTransaction(env)
         let head = try txn.last(changesDB).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
-        let group = GroupLayer(firstId: head.next)
+        group.reset(firstId: head.next)
+        defer { group.reset(firstId: .zero) }
         var results: [Result<ClosedRange<EntityChangeID>?, any Error>] = []
         for job in jobs {
+            let mark = group.mark
             var writer = LogWriter(txn: txn.ref, log: self, group: group)
             do {
                 try job.run(&writer)
-                results.append(.success(group.merge(writer.own)))
+                results.append(.success(group.range(since: mark)))
             } catch {
+                group.rollback(to: mark)
                 results.append(.failure(error))
             }
         }
-        let layer = group.layer
-        guard !layer.records.isEmpty || !layer.meta.isEmpty else {
+        guard !group.records.isEmpty || !group.meta.isEmpty else {
             txn.abort()
             return results
         }
-        var id = layer.firstId
-        for record in layer.records {
+        var id = group.firstId
+        for record in group.records {
             try IndexCoding.idKey(id).withUnsafeBytes { key in
                 try txn.putReserved(changesDB, key, size: RecordCodec.encodedSize(record), .append) { out in
                     RecordCodec.encode(record, into: out)
@@ -489,15 +493,15 @@ public final class EntityChangeLog: Sendable {
             }
             id = id.next
         }
-        for (name, value) in layer.meta {
+        for (name, value) in group.meta {
             try (MetaKey.userPrefix + name).withBytes { k in try value.withUnsafeBytes { try txn.put(metaDB, k, $0) } }
         }
         try txn.commit()
-        let newHead = EntityChangeID(layer.nextId.rawValue - 1)
-        if !layer.records.isEmpty {
+        let newHead = EntityChangeID(group.nextId.rawValue - 1)
+        if !group.records.isEmpty {
             overlay.withLock { o in
-                var id = layer.firstId
-                for record in layer.records {
+                var id = group.firstId
+                for record in group.records {
                     let c = record.change
                     o.add(
                         id: id, key: c.key, changeId: c.changeId,

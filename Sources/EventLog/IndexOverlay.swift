@@ -17,6 +17,12 @@ struct IndexOverlay {
 
     var count: Int { queue.count - queueStart }
 
+    init(capacity: Int = 0) {
+        current.reserveCapacity(capacity)
+        changeIds.reserveCapacity(capacity)
+        queue.reserveCapacity(capacity)
+    }
+
     mutating func add(id: EntityChangeID, key: EntityKey, changeId: String, entry: CurrentEntry) {
         current[key] = entry
         changeIds[changeId] = id
@@ -43,7 +49,7 @@ struct IndexOverlay {
             queueStart = 0
         }
         if count == 0 {
-            queue = []
+            queue.removeAll(keepingCapacity: true)
             queueStart = 0
         }
     }

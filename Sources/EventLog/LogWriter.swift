@@ -9,7 +9,6 @@ public struct LogWriter: ~Copyable {
     let txn: TransactionRef
     let log: EntityChangeLog
     let group: GroupLayer
-    var own: GroupLayer.Layer
 
     /// This node's instanceId.
     public var instanceId: String { log.instanceId }
@@ -18,94 +17,100 @@ public struct LogWriter: ~Copyable {
         self.txn = txn
         self.log = log
         self.group = group
-        own = GroupLayer.Layer(firstId: group.nextId)
     }
 
     /// The latest change of an entity, including changes appended earlier in this write.
     public func current(_ key: EntityKey) throws -> CurrentEntry? {
-        if let e = own.current[key] ?? group.layer.current[key] { return e }
+        if let e = group.current[key] { return e }
         return try log.indexedCurrent(key, txn: txn)
     }
 
     /// Whether a change with this changeId is in the log (or earlier in this write).
     public func contains(changeId: String) throws -> Bool {
-        if own.changeIds[changeId] != nil || group.layer.changeIds[changeId] != nil { return true }
+        if group.changeIds[changeId] != nil { return true }
         return try log.indexedChangeID(changeId, txn: txn) != nil
     }
 
     /// The record stored at `id` (for re-issuing a local version).
     public func record(at id: EntityChangeID) throws -> ChangeRecord? {
-        if id >= own.firstId { return own.record(id) }
-        if id >= group.layer.firstId { return group.layer.record(id) }
+        if id >= group.firstId { return group.record(id) }
         return try log.storedRecord(id, txn: txn)
     }
 
     /// Appends a record; returns the id it will have once the group commits.
     @discardableResult
     public mutating func append(_ record: ChangeRecord) -> EntityChangeID {
-        own.append(record)
+        group.append(record)
     }
 
     /// Stores a caller-defined checkpoint in the same transaction as the appends it covers.
     public mutating func setCheckpoint(_ name: String, _ value: [UInt8]) {
-        own.meta[name] = value
+        group.meta[name] = value
     }
 
     /// A checkpoint as of this write (including one set earlier in it).
     public func checkpoint(_ name: String) throws -> [UInt8]? {
-        if let v = own.meta[name] ?? group.layer.meta[name] { return v }
+        if let v = group.meta[name] { return v }
         return try log.metaValue(MetaKey.userPrefix + name, txn: txn)
     }
-
-    /// Ids appended so far by this write.
-    public var appendedRange: ClosedRange<EntityChangeID>? { own.range }
 }
 
-/// The appends of one group commit, shared by the writes in it (writer queue only).
+/// The appends of one group commit (writer queue only). Writes add to it directly; a write
+/// that throws is rolled back to the mark taken before it ran.
 final class GroupLayer {
-    struct Layer {
-        let firstId: EntityChangeID
-        var records: [ChangeRecord] = []
-        var current: [EntityKey: CurrentEntry] = [:]
-        var changeIds: [String: EntityChangeID] = [:]
-        var meta: [String: [UInt8]] = [:]
+    private(set) var firstId: EntityChangeID = .zero
+    var records: [ChangeRecord] = []
+    var current: [EntityKey: CurrentEntry] = [:]
+    var changeIds: [String: EntityChangeID] = [:]
+    var meta: [String: [UInt8]] = [:]
 
-        init(firstId: EntityChangeID) { self.firstId = firstId }
-
-        var nextId: EntityChangeID { EntityChangeID(firstId.rawValue + UInt64(records.count)) }
-
-        var range: ClosedRange<EntityChangeID>? {
-            records.isEmpty ? nil : firstId...EntityChangeID(nextId.rawValue - 1)
-        }
-
-        func record(_ id: EntityChangeID) -> ChangeRecord? {
-            let i = Int(id.rawValue - firstId.rawValue)
-            return i < records.count ? records[i] : nil
-        }
-
-        mutating func append(_ record: ChangeRecord) -> EntityChangeID {
-            let id = nextId
-            records.append(record)
-            let c = record.change
-            current[c.key] = CurrentEntry(id: id, isErased: c.isErased, hash: c.hash, utcDateChanged: c.utcDateChanged)
-            changeIds[c.changeId] = id
-            return id
-        }
+    /// Starts an empty group at `firstId`, keeping the storage of the last one (groups are
+    /// similar in size, so the lookups never regrow).
+    func reset(firstId: EntityChangeID) {
+        self.firstId = firstId
+        records.removeAll(keepingCapacity: true)
+        current.removeAll(keepingCapacity: true)
+        changeIds.removeAll(keepingCapacity: true)
+        meta.removeAll(keepingCapacity: true)
     }
 
-    var layer: Layer
+    var nextId: EntityChangeID { EntityChangeID(firstId.rawValue + UInt64(records.count)) }
 
-    init(firstId: EntityChangeID) { layer = Layer(firstId: firstId) }
+    func record(_ id: EntityChangeID) -> ChangeRecord? {
+        let i = Int(id.rawValue - firstId.rawValue)
+        return i < records.count ? records[i] : nil
+    }
 
-    var nextId: EntityChangeID { layer.nextId }
+    func append(_ record: ChangeRecord) -> EntityChangeID {
+        let id = nextId
+        records.append(record)
+        let c = record.change
+        current[c.key] = CurrentEntry(id: id, isErased: c.isErased, hash: c.hash, utcDateChanged: c.utcDateChanged)
+        changeIds[c.changeId] = id
+        return id
+    }
 
-    /// Takes a finished write's layer into the group; returns its id range.
-    func merge(_ own: Layer) -> ClosedRange<EntityChangeID>? {
-        precondition(own.firstId == layer.nextId)
-        layer.records.append(contentsOf: own.records)
-        layer.current.merge(own.current) { _, new in new }
-        layer.changeIds.merge(own.changeIds) { _, new in new }
-        layer.meta.merge(own.meta) { _, new in new }
-        return own.range
+    struct Mark {
+        let count: Int
+        let meta: [String: [UInt8]]
+    }
+
+    var mark: Mark { Mark(count: records.count, meta: meta) }
+
+    /// Ids appended since `mark`.
+    func range(since mark: Mark) -> ClosedRange<EntityChangeID>? {
+        guard records.count > mark.count else { return nil }
+        return EntityChangeID(firstId.rawValue + UInt64(mark.count))...EntityChangeID(nextId.rawValue - 1)
+    }
+
+    /// Forgets what a failed write added (rare: rebuilds the lookups from the kept records).
+    func rollback(to mark: Mark) {
+        guard records.count > mark.count || meta != mark.meta else { return }
+        let kept = Array(records[..<mark.count])
+        records.removeAll(keepingCapacity: true)
+        current.removeAll(keepingCapacity: true)
+        changeIds.removeAll(keepingCapacity: true)
+        for record in kept { _ = append(record) }
+        meta = mark.meta
     }
 }

@@ -33,9 +33,13 @@ enum RecordCodec {
             p += 1
         }
         func text(_ s: String) {
-            let utf8 = s.utf8
-            byte(UInt8(utf8.count))
-            for b in utf8 { byte(b) }
+            var s = s
+            s.withUTF8 { utf8 in
+                out[p] = UInt8(utf8.count)
+                UnsafeMutableRawBufferPointer(rebasing: out[(p + 1)..<(p + 1 + utf8.count)])
+                    .copyMemory(from: UnsafeRawBufferPointer(utf8))
+                p += 1 + utf8.count
+            }
         }
         byte(format)
         p += 4

@@ -87,9 +87,7 @@ extension ChangeLimits {
     /// Trilium ids: random alphanumerics, deterministic branch ids `parent_child`, fixed ids such
     /// as `_hidden` or `_lbRoot`, option names — 1 to `maxEntityIdLength` of `A-Za-z0-9_.:-`.
     public func isValidEntityId(_ text: String) -> Bool {
-        let utf8 = text.utf8
-        guard !utf8.isEmpty, utf8.count <= maxEntityIdLength else { return false }
-        return utf8.allSatisfy { b in
+        return text.utf8.allBytes(maxLength: maxEntityIdLength) { b in
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 0x5F || b == 0x2E
                 || b == 0x3A || b == 0x2D
         }
@@ -97,7 +95,5 @@ extension ChangeLimits {
 }
 
 func isPrintableToken(_ text: String, maxLength: Int) -> Bool {
-    let utf8 = text.utf8
-    guard !utf8.isEmpty, utf8.count <= maxLength else { return false }
-    return utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    text.utf8.allBytes(maxLength: maxLength) { $0 > 0x20 && $0 < 0x7F }
 }

@@ -30,8 +30,22 @@ public enum RandomID {
 
     /// Whether `text` has the shape of a Trilium random id: 1-64 ASCII alphanumerics.
     public static func isAlphanumeric(_ text: String, maxLength: Int = 64) -> Bool {
-        let utf8 = text.utf8
-        guard !utf8.isEmpty, utf8.count <= maxLength else { return false }
-        return utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
+        text.utf8.allBytes(maxLength: maxLength) { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
+    }
+}
+
+extension String.UTF8View {
+    /// Whether the text is 1…`maxLength` bytes, each satisfying `predicate` (a tight loop over
+    /// the contiguous storage native strings have).
+    @inline(__always)
+    func allBytes(maxLength: Int, _ predicate: (UInt8) -> Bool) -> Bool {
+        let result = withContiguousStorageIfAvailable { bytes -> Bool in
+            guard !bytes.isEmpty, bytes.count <= maxLength else { return false }
+            for b in bytes where !predicate(b) { return false }
+            return true
+        }
+        if let result { return result }
+        guard !isEmpty, count <= maxLength else { return false }
+        return allSatisfy(predicate)
     }
 }
