@@ -243,6 +243,19 @@ public final class EntityChangeLog: Sendable {
         return result
     }
 
+    /// Visits up to `limit` changes after `after` one at a time, in one read transaction. A
+    /// damaged record throws when it is reached, after the changes before it were visited.
+    ///
+    /// - Throws: `EventLogError.corruptRecord` naming the damaged record.
+    public func forEachChange(after: EntityChangeID, limit: Int, _ body: (LoggedChange) throws -> Void) throws {
+        var n = 0
+        try forEachRecord(after: after) { view in
+            try body(view.logged)
+            n += 1
+            return n < limit
+        }
+    }
+
     /// Visits checked records with ids greater than `after` until `body` returns false, in one
     /// read transaction (zero copy: the view is valid only inside `body`).
     func forEachRecord(after: EntityChangeID, _ body: (RecordView) throws -> Bool) throws {

@@ -50,6 +50,7 @@ extension EntityChangeLog {
             var seen: [EntityKey: Seen] = [:]
             var tailChangeIds: [String: EntityChangeID] = [:]
             var indexedRecords = 0
+            var corrupt: Set<EntityChangeID> = []
             var previous: EntityChangeID?
             let start = from == .zero ? EntityChangeID(1) : from
             try IndexCoding.idKey(start).withUnsafeBytes { startKey in
@@ -73,6 +74,9 @@ extension EntityChangeLog {
                         view = try RecordView(id: id, bytes: value)
                     } catch {
                         report.add(.corruptRecord, id, error.message)
+                        corrupt.insert(id)
+                        // Its index entries cannot be checked; count it so the totals still add up.
+                        if id <= checkpoint { indexedRecords += 1 }
                         return true
                     }
                     let key = view.key
@@ -135,7 +139,9 @@ extension EntityChangeLog {
                 }
             }
             if from == .zero {
-                try txn.scan(currentDB, from: nil) { k, _ in
+                try txn.scan(currentDB, from: nil) { k, v in
+                    // An entry of a damaged record was reported with that record.
+                    if let entry = IndexCoding.currentEntry(fromValue: v), corrupt.contains(entry.id) { return true }
                     if let key = IndexCoding.entityKey(fromCurrentKey: k), seen[key] == nil {
                         report.add(.currentIndex, nil, "current has \(key), which no record in the log has")
                     }

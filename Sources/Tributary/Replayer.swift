@@ -27,21 +27,25 @@ public struct Replayer: Sendable {
         let last = EntityChangeID(to ?? UInt64.max)
         var written = 0
         var writer = JSONWriter(capacity: 1 << 16)
-        while cursor < last, !output.closed {
-            let page = try store.log.changes(after: cursor, limit: 1000)
-            guard let end = page.last?.id else { break }
-            for change in page where change.id <= last {
-                if let name, change.change.entityName != name { continue }
-                if let limit, written >= limit { break }
+        var done = false
+        defer { output.flush() }
+        while !done, cursor < last, !output.closed {
+            var visited = 0
+            try store.log.forEachChange(after: cursor, limit: 1000) { change in
+                visited += 1
+                cursor = change.id
+                guard change.id <= last, limit.map({ written < $0 }) ?? true else {
+                    done = true
+                    return
+                }
+                if let name, change.change.entityName != name { return }
                 writer.bytes.removeAll(keepingCapacity: true)
                 Replayer.writeLine(change, to: &writer)
                 output.write(writer.bytes)
                 written += 1
             }
-            if let limit, written >= limit { break }
-            cursor = end
+            if visited == 0 { break }
         }
-        output.flush()
         return written
     }
 

@@ -1,0 +1,112 @@
+import EventLog
+import Foundation
+import Testing
+import Tributary
+import TributaryCore
+import TributaryTesting
+
+@Suite(.timeLimit(.minutes(3))) struct CLITests {
+    @Test func importThenReplayGivesEveryRecordBackInOrder() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents(seed: 3).records(2500)
+            let input = try writeJSONLines(records, to: dir + "/in.jsonl")
+            let imported = try await runTributary(["import", "--data", dir + "/data", input])
+            #expect(imported.exitCode == 0, "\(imported.standardError)")
+            #expect(imported.standardOutput.contains("applied 2500, duplicates skipped 0, conflicts lost 0"))
+
+            let replay = try await runTributary(["replay", "--data", dir + "/data"])
+            #expect(replay.exitCode == 0, "\(replay.standardError)")
+            let lines = replay.standardOutput.split(separator: "\n")
+            #expect(lines.count == 2500)
+            for (i, line) in lines.enumerated() {
+                let object = try JSONParser.parseObject(Array(line.utf8))
+                #expect(object["id"] == .number(i + 1))
+                let back = try ChangeRecord(wireJSON: Array(line.utf8))
+                #expect(back.change == records[i].change)
+                #expect(back.entity?.bytes == records[i].entity?.bytes)
+                #expect(object["entityChange"]?.objectValue?["originInstanceId"] == .string(records[i].change.instanceId))
+            }
+
+            let again = try await runTributary(["import", "--data", dir + "/data", input])
+            #expect(again.standardOutput.contains("applied 0, duplicates skipped 2500"))
+
+            let window = try await runTributary(["replay", "--data", dir + "/data", "--from", "10", "--to", "19"])
+            #expect(window.standardOutput.split(separator: "\n").count == 10)
+            #expect(window.standardOutput.hasPrefix("{\"id\":10,"))
+            let notes = try await runTributary(["replay", "--data", dir + "/data", "--entity", "blobs", "--limit", "3"])
+            let noteLines = notes.standardOutput.split(separator: "\n")
+            #expect(noteLines.count == 3)
+            #expect(noteLines.allSatisfy { $0.contains("\"entityName\":\"blobs\"") })
+            let unknown = try await runTributary(["replay", "--data", dir + "/data", "--entity", "widgets"])
+            #expect(unknown.exitCode == 1)
+            #expect(unknown.standardError.contains("unknown entityName 'widgets'"))
+        }
+    }
+
+    @Test func statusAndVerifyDescribeTheLog() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents(seed: 4).records(1200)
+            let input = try writeJSONLines(records, to: dir + "/in.jsonl")
+            _ = try await runTributary(["import", "--data", dir + "/data", input])
+            let status = try await runTributary(["status", "--data", dir + "/data", "--json"])
+            #expect(status.exitCode == 0)
+            let object = try JSONParser.parseObject(Array(status.standardOutput.utf8))
+            #expect(object["head"] == .number(1200))
+            #expect(object["changes"] == .number(1200))
+            let notes = records.filter { $0.change.entityName == .notes }
+            let live = notes.filter { !$0.change.isErased }.count
+            #expect(object["entities"]?.objectValue?["notes"]?.objectValue?["live"] == .number(live))
+            #expect(object["entities"]?.objectValue?["notes"]?.objectValue?["erased"] == .number(notes.count - live))
+            let verify = try await runTributary(["verify", "--data", dir + "/data"])
+            #expect(verify.exitCode == 0)
+            #expect(verify.standardOutput.hasPrefix("ok: 1200 records checked (ids 1-1200)"))
+            let partial = try await runTributary(["verify", "--data", dir + "/data", "--from", "1000"])
+            #expect(partial.standardOutput.hasPrefix("ok: 201 records checked (ids 1000-1200)"))
+        }
+    }
+
+    @Test func aBadLineStopsTheImportWithItsLineNumberAndKeepsEarlierBatches() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents(seed: 5).records(250)
+            var lines = records.map { String(decoding: $0.wireJSON(), as: UTF8.self) }
+            // Line 123 (in the second batch of 100) names an entity Trilium does not sync.
+            lines[122] = lines[122].replacingOccurrences(of: "\"entityName\":\"", with: "\"entityName\":\"x")
+            try (lines.joined(separator: "\n") + "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+            let result = try await runTributary(["import", "--data", dir + "/data", "--batch-size", "100", dir + "/in.jsonl"])
+            #expect(result.exitCode == 1)
+            #expect(result.standardError.contains("line 123:"), "\(result.standardError)")
+            #expect(result.standardError.contains("entityChange.entityName"))
+            try withReadOnlyStore(dir + "/data") { store throws in
+                #expect(store.log.head == 100)
+                #expect(try store.log.entityChangeID(forChangeId: records[100].change.changeId) == nil)
+            }
+
+            // A record that parses but fails validation (changeId with punctuation) on line 7.
+            var bad = lines
+            bad[122] = String(decoding: records[122].wireJSON(), as: UTF8.self)
+            bad[206] = bad[206].replacingOccurrences(
+                of: "\"changeId\":\"\(records[206].change.changeId)\"", with: "\"changeId\":\"bad-id\"")
+            try (bad.joined(separator: "\n") + "\n").write(toFile: dir + "/in2.jsonl", atomically: true, encoding: .utf8)
+            let second = try await runTributary(["import", "--data", dir + "/data", "--batch-size", "100", dir + "/in2.jsonl"])
+            #expect(second.exitCode == 1)
+            #expect(second.standardError.contains("line 207:"), "\(second.standardError)")
+            #expect(second.standardError.contains("changeId"))
+            try withReadOnlyStore(dir + "/data") { store throws in #expect(store.log.head == 200) }
+        }
+    }
+
+    @Test func malformedJSONAndMissingFilesAreClearErrors() async throws {
+        try await withTemporaryDirectory { dir in
+            try "{\"entityChange\": {\"entityName\": \"notes\",\n".write(toFile: dir + "/bad.jsonl", atomically: true, encoding: .utf8)
+            let bad = try await runTributary(["import", "--data", dir + "/data", dir + "/bad.jsonl"])
+            #expect(bad.exitCode == 1)
+            #expect(bad.standardError.contains("line 1: malformed JSON"))
+            let missing = try await runTributary(["import", "--data", dir + "/data", dir + "/nope.jsonl"])
+            #expect(missing.exitCode == 1)
+            #expect(missing.standardError.contains("cannot open"))
+            let noLog = try await runTributary(["replay", "--data", dir + "/empty"])
+            #expect(noLog.exitCode == 1)
+            #expect(noLog.standardError.contains("no log in"))
+        }
+    }
+}
