@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "tributary", targets: ["TributaryCLI"]),
         .library(name: "Tributary", targets: ["Tributary"]),
+        .library(name: "TributaryCore", targets: ["TributaryCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),

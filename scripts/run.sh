@@ -9,7 +9,7 @@ swift build -c release --product tributary
 bin="$(swift build -c release --show-bin-path)/tributary"
 data="${TRIBUTARY_DATA:-./tributary-data}"
 if [ ! -e "$data/log/data.mdb" ]; then
-  "$bin" bench-sample --events 10000 > /tmp/tributary-sample.jsonl
-  "$bin" import --data "$data" /tmp/tributary-sample.jsonl
+  "$bin" sample --events 10000 > "$data.sample.jsonl"
+  "$bin" import --data "$data" "$data.sample.jsonl" && rm -f "$data.sample.jsonl"
 fi
 exec "$bin" status --data "$data" "$@"
