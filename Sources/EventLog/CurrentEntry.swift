@@ -56,7 +56,8 @@ enum IndexCoding {
         var ms: Int64 = 0
         withUnsafeMutableBytes(of: &ms) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: v[9..<17])) }
         return CurrentEntry(
-            id: id, isErased: v[8] != 0, hash: String(decoding: UnsafeRawBufferPointer(rebasing: v[17...]), as: UTF8.self),
+            id: id, isErased: v[8] != 0,
+            hash: String(decoding: UnsafeRawBufferPointer(rebasing: v[17...]), as: UTF8.self),
             utcDateChanged: UTCDateTime(millisecondsSinceEpoch: Int64(littleEndian: ms)))
     }
 }

@@ -12,10 +12,11 @@ final class DirectoryLock: Sendable {
 
     /// - Throws: `EventLogError` `.alreadyOpen` or `.directoryInUse`.
     init(directory: String, exclusive: Bool) throws(EventLogError) {
-        let canonical = realpath(directory, nil).map { p in
-            defer { free(p) }
-            return String(cString: p)
-        } ?? directory
+        let canonical =
+            realpath(directory, nil).map { p in
+                defer { free(p) }
+                return String(cString: p)
+            } ?? directory
         let inserted = DirectoryLock.openPaths.withLock { $0.insert(canonical).inserted }
         guard inserted else {
             throw EventLogError(

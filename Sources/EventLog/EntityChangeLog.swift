@@ -83,7 +83,8 @@ public final class EntityChangeLog: Sendable {
             var options = Environment.Options(mapSize: configuration.initialMapSize)
             options.readOnly = configuration.readOnly
             options.noSync = !configuration.fsync
-            let env = try Environment(path: directory, options: options, databases: ["changes", "current", "changeIds", "meta"])
+            let env = try Environment(
+                path: directory, options: options, databases: ["changes", "current", "changeIds", "meta"])
             self.env = env
             changesDB = env.database("changes")
             currentDB = env.database("current")
@@ -128,7 +129,8 @@ public final class EntityChangeLog: Sendable {
             let format = try MetaKey.format.withBytes { try txn.get(meta, $0) }.flatMap(metaString)
             try checkFormat(format)
             let instanceId = try MetaKey.instanceId.withBytes { try txn.get(meta, $0) }.flatMap(metaString) ?? ""
-            let checkpoint = try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
+            let checkpoint =
+                try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
                 .flatMap(IndexCoding.id(fromKey:)) ?? .zero
             let head = try txn.last(changes).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
             txn.abort()
@@ -142,7 +144,8 @@ public final class EntityChangeLog: Sendable {
             try putMeta(txn, meta, MetaKey.instanceId, Array(RandomID.make().utf8))
         }
         let instanceId = try MetaKey.instanceId.withBytes { try txn.get(meta, $0) }.flatMap(metaString) ?? ""
-        var checkpoint = try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
+        var checkpoint =
+            try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
             .flatMap(IndexCoding.id(fromKey:)) ?? .zero
         let head = try txn.last(changes).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
         if checkpoint > head {
@@ -184,7 +187,9 @@ public final class EntityChangeLog: Sendable {
             try read { txn in
                 try IndexCoding.idKey(cursor.next).withUnsafeBytes { start in
                     try txn.scan(changesDB, from: start) { key, value in
-                        guard let id = IndexCoding.id(fromKey: key) else { throw EventLogError.corrupt(cursor.next, "bad key") }
+                        guard let id = IndexCoding.id(fromKey: key) else {
+                            throw EventLogError.corrupt(cursor.next, "bad key")
+                        }
                         let view = try RecordView(id: id, bytes: value)
                         rebuilt.add(id: id, key: view.key, changeId: view.changeId, entry: view.currentEntry)
                         cursor = id
@@ -299,7 +304,7 @@ public final class EntityChangeLog: Sendable {
     /// The latest change of an entity.
     public func current(_ key: EntityKey) throws -> CurrentEntry? {
         if let error = overlayError.withLock({ $0 }) { throw error }
-        if let entry = overlay.withLock({ $0.current[key] }) { return entry }
+        if let entry = overlay.withLock({ $0.currentEntry(key) }) { return entry }
         // The overlay is consulted first and the transaction opened after it: an entry the
         // indexer has just moved to disk is then visible in the transaction.
         return try read { txn in
@@ -312,7 +317,7 @@ public final class EntityChangeLog: Sendable {
     /// The id of the change with this changeId, if the log holds it.
     public func entityChangeID(forChangeId changeId: String) throws -> EntityChangeID? {
         if let error = overlayError.withLock({ $0 }) { throw error }
-        if let id = overlay.withLock({ $0.changeIds[changeId] }) { return id }
+        if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
         return try read { txn in
             try changeId.withBytes { k in try txn.get(changeIdsDB, k).flatMap(IndexCoding.id(fromKey:)) }
         }
@@ -325,7 +330,7 @@ public final class EntityChangeLog: Sendable {
 
     /// Entities by name: how many are live and how many erased.
     public func entityCounts() throws -> [EntityName: (live: Int, erased: Int)] {
-        let pending = overlay.withLock { $0.current }
+        let pending = overlay.withLock { $0.allCurrent }
         var counts: [EntityName: (live: Int, erased: Int)] = [:]
         func count(_ name: EntityName, _ erased: Bool) {
             var c = counts[name] ?? (0, 0)
@@ -366,14 +371,14 @@ public final class EntityChangeLog: Sendable {
     // MARK: - Lookups inside the writer
 
     func indexedCurrent(_ key: EntityKey, txn: TransactionRef) throws -> CurrentEntry? {
-        if let entry = overlay.withLock({ $0.current[key] }) { return entry }
+        if let entry = overlay.withLock({ $0.currentEntry(key) }) { return entry }
         return try IndexCoding.currentKey(key).withUnsafeBytes { k in
             try txn.get(currentDB, k).flatMap(IndexCoding.currentEntry(fromValue:))
         }
     }
 
     func indexedChangeID(_ changeId: String, txn: TransactionRef) throws -> EntityChangeID? {
-        if let id = overlay.withLock({ $0.changeIds[changeId] }) { return id }
+        if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
         return try changeId.withBytes { k in try txn.get(changeIdsDB, k).flatMap(IndexCoding.id(fromKey:)) }
     }
 
@@ -454,6 +459,8 @@ public final class EntityChangeLog: Sendable {
             }
         }
         commitGroup(jobs)
+        // The writers are acknowledged; fold their entries while they prepare the next write.
+        overlay.withLock { $0.foldRecent() }
         afterCommit()
     }
 
@@ -512,17 +519,10 @@ public final class EntityChangeLog: Sendable {
         try txn.commit()
         let newHead = EntityChangeID(group.nextId.rawValue - 1)
         if !group.records.isEmpty {
-            overlay.withLock { o in
-                var id = group.firstId
-                for record in group.records {
-                    let c = record.change
-                    o.add(
-                        id: id, key: c.key, changeId: c.changeId,
-                        entry: CurrentEntry(
-                            id: id, isErased: c.isErased, hash: c.hash, utcDateChanged: c.utcDateChanged))
-                    id = id.next
-                }
-            }
+            let layer = IndexOverlay.RecentLayer(
+                current: group.current, changeIds: group.changeIds, firstId: group.firstId,
+                items: group.records.map { ($0.change.key, $0.change.changeId) })
+            overlay.withLock { $0.recent = layer }
             notifier.publish(newHead)
         }
         return results
@@ -569,7 +569,8 @@ public final class EntityChangeLog: Sendable {
     /// Writer queue: one index batch if nothing was committed for the idle delay.
     private func idleIndexing() {
         let delay = configuration.indexIdleDelay
-        let delayNanos = UInt64(delay.components.seconds) * 1_000_000_000
+        let delayNanos =
+            UInt64(delay.components.seconds) * 1_000_000_000
             + UInt64(delay.components.attoseconds / 1_000_000_000)
         let (closed, last, busy) = writer.withLock { ($0.closed, $0.lastCommitNanos, !$0.pending.isEmpty) }
         guard !closed else { return }
@@ -618,7 +619,9 @@ public final class EntityChangeLog: Sendable {
                     }
                 }
                 for (key, id) in changeIdPuts {
-                    try key.withUnsafeBytes { k in try IndexCoding.idKey(id).withUnsafeBytes { try txn.put(changeIdsDB, k, $0) } }
+                    try key.withUnsafeBytes { k in
+                        try IndexCoding.idKey(id).withUnsafeBytes { try txn.put(changeIdsDB, k, $0) }
+                    }
                 }
                 try MetaKey.indexCheckpoint.withBytes { k in
                     try IndexCoding.idKey(target).withUnsafeBytes { try txn.put(metaDB, k, $0) }
@@ -634,7 +637,8 @@ public final class EntityChangeLog: Sendable {
             }
         }
         overlay.withLock { $0.drop(through: target, count: items.count) }
-        logger.debug("indexed changes", metadata: ["log.index.checkpoint": "\(target)", "log.index.batch": "\(items.count)"])
+        logger.debug(
+            "indexed changes", metadata: ["log.index.checkpoint": "\(target)", "log.index.batch": "\(items.count)"])
     }
 
     /// Returns once the on-disk indexes reach the head at the time of the call.

@@ -8,14 +8,54 @@ struct IndexOverlay {
     /// Latest entry per entity among the changes not yet indexed.
     var current: [EntityKey: CurrentEntry] = [:]
     /// changeId → id for the changes not yet indexed.
-    var changeIds: [String: EntityChangeID] = [:]
+    var changeIds: [ChangeIdKey: EntityChangeID] = [:]
     /// The changes not yet indexed, in id order (`queue[queueStart...]`).
     var queue: [(id: EntityChangeID, key: EntityKey, changeId: String)] = []
     var queueStart = 0
     /// Everything up to here is in the on-disk indexes.
     var checkpoint: EntityChangeID = .zero
 
-    var count: Int { queue.count - queueStart }
+    /// The last commit's entries, published whole when it commits and folded into the maps
+    /// just after its writers are acknowledged (while they prepare their next write).
+    var recent: RecentLayer?
+
+    struct RecentLayer {
+        var current: [EntityKey: CurrentEntry]
+        var changeIds: [ChangeIdKey: EntityChangeID]
+        var firstId: EntityChangeID
+        var items: [(key: EntityKey, changeId: String)]
+    }
+
+    var count: Int { queue.count - queueStart + (recent?.items.count ?? 0) }
+
+    func currentEntry(_ key: EntityKey) -> CurrentEntry? {
+        if let recent, let e = recent.current[key] { return e }
+        return current[key]
+    }
+
+    func changeID(_ changeId: String) -> EntityChangeID? {
+        let key = ChangeIdKey(changeId)
+        if let recent, let id = recent.changeIds[key] { return id }
+        return changeIds[key]
+    }
+
+    /// Every entity's latest unindexed entry.
+    var allCurrent: [EntityKey: CurrentEntry] {
+        guard let recent else { return current }
+        return current.merging(recent.current) { _, new in new }
+    }
+
+    mutating func foldRecent() {
+        guard let r = recent else { return }
+        recent = nil
+        current.merge(r.current) { _, new in new }
+        changeIds.merge(r.changeIds) { _, new in new }
+        var id = r.firstId
+        for item in r.items {
+            queue.append((id, item.key, item.changeId))
+            id = id.next
+        }
+    }
 
     init(capacity: Int = 0) {
         current.reserveCapacity(capacity)
@@ -25,7 +65,7 @@ struct IndexOverlay {
 
     mutating func add(id: EntityChangeID, key: EntityKey, changeId: String, entry: CurrentEntry) {
         current[key] = entry
-        changeIds[changeId] = id
+        changeIds[ChangeIdKey(changeId)] = id
         queue.append((id, key, changeId))
     }
 
@@ -38,7 +78,7 @@ struct IndexOverlay {
     mutating func drop(through target: EntityChangeID, count n: Int) {
         for i in queueStart..<(queueStart + n) {
             let item = queue[i]
-            changeIds[item.changeId] = nil
+            changeIds[ChangeIdKey(item.changeId)] = nil
             if let entry = current[item.key], entry.id <= target { current[item.key] = nil }
         }
         queueStart += n

@@ -83,11 +83,13 @@ extension EntityChangeLog {
                     let changeId = view.changeId
                     if id <= checkpoint {
                         indexedRecords += 1
-                        let indexed = try changeId.withBytes { try txn.get(changeIdsDB, $0) }.flatMap(IndexCoding.id(fromKey:))
+                        let indexed = try changeId.withBytes { try txn.get(changeIdsDB, $0) }.flatMap(
+                            IndexCoding.id(fromKey:))
                         if indexed != id {
                             report.add(
                                 .changeIdIndex, id,
-                                "changeIds maps \(changeId) to \(indexed.map(String.init(describing:)) ?? "nothing"), the log has it at \(id)")
+                                "changeIds maps \(changeId) to \(indexed.map(String.init(describing:)) ?? "nothing"), the log has it at \(id)"
+                            )
                         }
                     } else if let other = tailChangeIds.updateValue(id, forKey: changeId) {
                         report.add(.changeIdIndex, id, "changeId \(changeId) appears at \(other) and \(id)")
@@ -119,7 +121,9 @@ extension EntityChangeLog {
                 }
                 let acceptable: Bool
                 if let indexed = s.latestIndexed {
-                    acceptable = stored.id == indexed || (stored.id > checkpoint && stored.id > indexed && stored.id < s.latest.id)
+                    acceptable =
+                        stored.id == indexed
+                        || (stored.id > checkpoint && stored.id > indexed && stored.id < s.latest.id)
                 } else {
                     // Nothing of this entity at or below the checkpoint in the range checked.
                     acceptable = stored.id < start || (stored.id > checkpoint && stored.id < s.latest.id)
@@ -131,11 +135,14 @@ extension EntityChangeLog {
                     continue
                 }
                 let record = try IndexCoding.idKey(stored.id).withUnsafeBytes { try txn.get(changesDB, $0) }
-                let matches = try record.map { try RecordView(id: stored.id, bytes: $0) }.map {
-                    $0.key == key && $0.currentEntry == stored
-                } ?? false
+                let matches =
+                    try record.map { try RecordView(id: stored.id, bytes: $0) }.map {
+                        $0.key == key && $0.currentEntry == stored
+                    } ?? false
                 if !matches {
-                    report.add(.currentIndex, stored.id, "current for \(key) points at \(stored.id), which is not that entity's record")
+                    report.add(
+                        .currentIndex, stored.id,
+                        "current for \(key) points at \(stored.id), which is not that entity's record")
                 }
             }
             if from == .zero {
@@ -151,7 +158,8 @@ extension EntityChangeLog {
                 if indexedCount != indexedRecords {
                     report.add(
                         .changeIdIndex, nil,
-                        "changeIds has \(indexedCount) entries; the log has \(indexedRecords) changes up to the index checkpoint \(checkpoint)")
+                        "changeIds has \(indexedCount) entries; the log has \(indexedRecords) changes up to the index checkpoint \(checkpoint)"
+                    )
                 }
                 if let head = report.lastId, checkpoint > head {
                     report.add(.metadata, nil, "the index checkpoint \(checkpoint) is past the log head \(head)")

@@ -27,7 +27,7 @@ public struct LogWriter: ~Copyable {
 
     /// Whether a change with this changeId is in the log (or earlier in this write).
     public func contains(changeId: String) throws -> Bool {
-        if group.changeIds[changeId] != nil { return true }
+        if group.changeIds[ChangeIdKey(changeId)] != nil { return true }
         return try log.indexedChangeID(changeId, txn: txn) != nil
     }
 
@@ -61,7 +61,7 @@ final class GroupLayer {
     private(set) var firstId: EntityChangeID = .zero
     var records: [ChangeRecord] = []
     var current: [EntityKey: CurrentEntry] = [:]
-    var changeIds: [String: EntityChangeID] = [:]
+    var changeIds: [ChangeIdKey: EntityChangeID] = [:]
     var meta: [String: [UInt8]] = [:]
 
     /// Starts an empty group at `firstId`, keeping the storage of the last one (groups are
@@ -86,7 +86,7 @@ final class GroupLayer {
         records.append(record)
         let c = record.change
         current[c.key] = CurrentEntry(id: id, isErased: c.isErased, hash: c.hash, utcDateChanged: c.utcDateChanged)
-        changeIds[c.changeId] = id
+        changeIds[ChangeIdKey(c.changeId)] = id
         return id
     }
 

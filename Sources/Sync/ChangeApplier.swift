@@ -77,7 +77,8 @@ public struct ChangeApplier: Sendable {
         // The local version is newer and differs: re-issue it so every node, including the
         // sender, gets it — with a fresh changeId and this node's instanceId (PR #11000).
         guard var reissue = try writer.record(at: local.id) else {
-            throw EventLogError(.corruptRecord, "current entry of \(remote.key) points at missing record \(local.id)", id: local.id)
+            throw EventLogError(
+                .corruptRecord, "current entry of \(remote.key) points at missing record \(local.id)", id: local.id)
         }
         reissue.change.changeId = RandomID.make()
         reissue.change.instanceId = writer.instanceId
@@ -126,7 +127,8 @@ public struct ChangeApplier: Sendable {
                 let change = EntityChange(
                     entityName: write.entityName, entityId: write.entityId, hash: hash ?? erasedHash,
                     isErased: write.isErasure, changeId: RandomID.make(), componentId: write.componentId,
-                    instanceId: writer.instanceId, isSynced: write.entityName != .options || row.map(isSyncedOption) ?? true,
+                    instanceId: writer.instanceId,
+                    isSynced: write.entityName != .options || row.map(isSyncedOption) ?? true,
                     utcDateChanged: date)
                 let record = ChangeRecord(change: change, entity: row, originInstanceId: writer.instanceId)
                 do throws(CoreError) {
@@ -162,7 +164,8 @@ public struct ChangeApplier: Sendable {
             case nil: object[primaryKey] = .string(write.entityId)
             case .string(let id)? where id == write.entityId: break
             case .string?:
-                throw CoreError(.invalidValue, "does not match entityId '\(write.entityId)'", field: "entity.\(primaryKey)")
+                throw CoreError(
+                    .invalidValue, "does not match entityId '\(write.entityId)'", field: "entity.\(primaryKey)")
             case let other?:
                 throw CoreError(.wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
             }

@@ -43,7 +43,9 @@ public struct Importer: Sendable {
         acknowledged: @escaping (ClosedRange<UInt64>?, Int) -> Void = { _, _ in }
     ) async throws -> ImportSummary {
         let fd = path == "-" ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ImportError(line: 0, message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw ImportError(line: 0, message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
         defer { if fd != STDIN_FILENO { close(fd) } }
         var info = stat()
         let total = fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? Int(info.st_size) : nil
@@ -58,7 +60,8 @@ public struct Importer: Sendable {
             do {
                 let report = try await pending.task.value
                 summary.report.add(report)
-                acknowledged(report.range.map { $0.lowerBound.rawValue...$0.upperBound.rawValue }, pending.lines.last ?? 0)
+                acknowledged(
+                    report.range.map { $0.lowerBound.rawValue...$0.upperBound.rawValue }, pending.lines.last ?? 0)
             } catch let error as ApplyError {
                 throw ImportError(line: pending.lines[error.index], message: error.cause.description)
             }

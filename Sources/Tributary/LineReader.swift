@@ -42,7 +42,9 @@ struct LineReader {
             repeat {
                 n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + old, chunk) }
             } while n < 0 && errno == EINTR
-            if n < 0 { throw ImportError(line: lineNumber, message: "read failed: \(String(cString: strerror(errno)))") }
+            if n < 0 {
+                throw ImportError(line: lineNumber, message: "read failed: \(String(cString: strerror(errno)))")
+            }
             buffer.removeLast(chunk - n)
             bytesRead += n
             if n == 0 { eof = true }

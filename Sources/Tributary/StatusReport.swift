@@ -26,7 +26,9 @@ public struct StatusReport: Codable, Sendable {
         head = log.head.rawValue
         changes = try log.changeCount()
         entities = Dictionary(
-            uniqueKeysWithValues: try log.entityCounts().map { ($0.key.rawValue, Counts(live: $0.value.live, erased: $0.value.erased)) })
+            uniqueKeysWithValues: try log.entityCounts().map {
+                ($0.key.rawValue, Counts(live: $0.value.live, erased: $0.value.erased))
+            })
         diskBytes = allocatedBytes(Store.logPath(store.dataDirectory))
         let index = log.indexStatus
         indexCheckpoint = index.checkpoint.rawValue
@@ -46,8 +48,9 @@ public struct StatusReport: Codable, Sendable {
         ]
         for name in entities.keys.sorted() {
             let c = entities[name]!
-            lines.append("  " + name.padding(toLength: 14, withPad: " ", startingAt: 0)
-                + String(c.live).leftPadded(8) + "  " + String(c.erased).leftPadded(8))
+            lines.append(
+                "  " + name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                    + String(c.live).leftPadded(8) + "  " + String(c.erased).leftPadded(8))
         }
         return lines.joined(separator: "\n")
     }

@@ -23,7 +23,10 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(help: "Records per batch (one durable commit each).")
     var batchSize: Int = 1000
 
-    @Option(help: "fsync (default): every batch is on disk before the next; none: faster, may lose the last batches on power failure.")
+    @Option(
+        help:
+            "fsync (default): every batch is on disk before the next; none: faster, may lose the last batches on power failure."
+    )
     var durability: DurabilityOption = .fsync
 
     @Flag(help: .hidden)

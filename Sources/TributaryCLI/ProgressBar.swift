@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A one-line progress display on standard error, shown only on a terminal and redrawn at most
@@ -47,5 +48,3 @@ private func now() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
-
-import Foundation

@@ -35,7 +35,8 @@ extension ChangeRecord {
         }
         guard isPrintableToken(c.componentId, maxLength: 128) else {
             throw CoreError(
-                .invalidValue, "componentId must be 1-128 printable ASCII characters", field: "entityChange.componentId")
+                .invalidValue, "componentId must be 1-128 printable ASCII characters", field: "entityChange.componentId"
+            )
         }
         guard RandomID.isAlphanumeric(c.instanceId) else {
             throw CoreError(
@@ -43,7 +44,8 @@ extension ChangeRecord {
                 field: "entityChange.instanceId")
         }
         guard RandomID.isAlphanumeric(originInstanceId) else {
-            throw CoreError(.invalidValue, "origin instanceId must be 1-64 ASCII letters or digits", field: "originInstanceId")
+            throw CoreError(
+                .invalidValue, "origin instanceId must be 1-64 ASCII letters or digits", field: "originInstanceId")
         }
         guard let entity else {
             if !c.isErased && c.entityName != .options {
@@ -67,7 +69,8 @@ extension ChangeRecord {
                     .invalidValue, "'\(id.prefix(80))' does not match entityId '\(c.entityId)'",
                     field: "entity.\(primaryKey)")
             case nil:
-                throw CoreError(.missingField, "the row has no primary key '\(primaryKey)'", field: "entity.\(primaryKey)")
+                throw CoreError(
+                    .missingField, "the row has no primary key '\(primaryKey)'", field: "entity.\(primaryKey)")
             case let other?:
                 throw CoreError(.wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
             }

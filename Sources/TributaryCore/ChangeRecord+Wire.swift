@@ -25,7 +25,9 @@ extension ChangeRecord {
         } else {
             while true {
                 parser.skipWhitespace()
-                guard !parser.atEnd, parser.peek == UInt8(ascii: "\"") else { throw parser.error("expected a member name") }
+                guard !parser.atEnd, parser.peek == UInt8(ascii: "\"") else {
+                    throw parser.error("expected a member name")
+                }
                 let name = try parser.parseString()
                 parser.skipWhitespace()
                 try parser.expect(UInt8(ascii: ":"), "':'")
@@ -34,7 +36,8 @@ extension ChangeRecord {
                 case "entityChange":
                     let value = try parser.parseValue()
                     guard case .object(let object) = value else {
-                        throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
+                        throw CoreError(
+                            .wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
                     }
                     changeObject = object
                 case "entity":
@@ -119,7 +122,8 @@ extension EntityChange {
             case nil, .null?:
                 if let value { return value }
                 throw CoreError(.missingField, "required", field: key)
-            case let v?: throw CoreError(.wrongType, "expected 0 or 1, found \(v.typeName) \(abbreviated(v))", field: key)
+            case let v?:
+                throw CoreError(.wrongType, "expected 0 or 1, found \(v.typeName) \(abbreviated(v))", field: key)
             }
         }
         let name = try string("entityName")

@@ -41,7 +41,9 @@ public enum ContentHash {
             var text = ""
             for property in name.hashedProperties {
                 text += "|"
-                let value = row[property]
+                var value = row[property]
+                // BAttribute keeps `row.value || ""`: any falsy value hashes as the empty string.
+                if name == .attributes && property == "value" && !(value?.isTruthy ?? false) { value = .string("") }
                 if name.booleanProperties.contains(property) {
                     text += isTruthy(value) ? "true" : "false"
                 } else {
@@ -103,7 +105,7 @@ public enum ContentHash {
 
     /// ECMAScript Number::toString of a JSON number literal.
     static func javaScriptNumber(_ literal: String) -> String {
-        if let i = Int64(literal), abs(i) < 1 << 53 { return String(i) }
+        if let i = Int64(literal), i.magnitude < 1 << 53 { return String(i) }
         guard let d = Double(literal) else { return literal }
         if d.isNaN { return "NaN" }
         if d.isInfinite { return d < 0 ? "-Infinity" : "Infinity" }

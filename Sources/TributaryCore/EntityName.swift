@@ -89,4 +89,37 @@ public struct EntityKey: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     public var description: String { "\(name.rawValue)/\(id)" }
+
+    /// Feeds one precomputed word instead of the id's characters: keys are hashed several times
+    /// per appended change (dedupe, conflict rule, overlay), and this halves that cost.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(FastHash.fnv1a(id) &+ UInt64(name.code))
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.name == rhs.name && lhs.id == rhs.id }
+}
+
+/// A cheap non-cryptographic hash of short ASCII keys (FNV-1a, 64-bit). Dictionaries still mix
+/// it through their seeded hasher, so it only replaces the per-character work.
+public enum FastHash {
+    @inline(__always)
+    public static func fnv1a(_ text: String) -> UInt64 {
+        let fast = text.utf8.withContiguousStorageIfAvailable { bytes -> UInt64 in
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            return h
+        }
+        if let fast { return fast }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
+    }
+}
+
+/// A changeId as a dictionary key, hashed with ``FastHash``.
+public struct ChangeIdKey: Hashable, Sendable {
+    public let value: String
+    @inline(__always) public init(_ value: String) { self.value = value }
+    public func hash(into hasher: inout Hasher) { hasher.combine(FastHash.fnv1a(value)) }
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.value == rhs.value }
 }

@@ -30,7 +30,9 @@ public enum RandomID {
 
     /// Whether `text` has the shape of a Trilium random id: 1-64 ASCII alphanumerics.
     public static func isAlphanumeric(_ text: String, maxLength: Int = 64) -> Bool {
-        text.utf8.allBytes(maxLength: maxLength) { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
+        text.utf8.allBytes(maxLength: maxLength) {
+            ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122)
+        }
     }
 }
 

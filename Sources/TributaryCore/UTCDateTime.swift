@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Trilium's change timestamp, `YYYY-MM-DD HH:MM:SS.sssZ` (UTC, millisecond precision).

@@ -36,7 +36,8 @@ public func runTributary(_ arguments: [String], environment: [String: String] = 
     let result = try await Subprocess.run(
         .path(FilePath(TributaryBinary.path)), arguments: Arguments(arguments),
         environment: .inherit.updating(
-            Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) })),
+            Dictionary(
+                uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) })),
         output: .string(limit: 256 << 20), error: .string(limit: 16 << 20))
     return ChildResult(
         status: result.terminationStatus, standardOutput: result.standardOutput,

@@ -2,8 +2,8 @@ import EventLog
 import Foundation
 import Logging
 import Testing
-import TributaryCore
 import Tributary
+import TributaryCore
 import TributaryTesting
 
 let logger = Logger(label: "test")
@@ -89,7 +89,9 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
                 log.close()  // no index batch ran: the on-disk indexes are empty
             }
             do {
-                let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600); $0.indexBatchSize = 1000 }
+                let log = try openLog(dir) {
+                    $0.indexIdleDelay = .seconds(3600); $0.indexBatchSize = 1000
+                }
                 #expect(log.indexStatus.overlayCount == 3000)
                 try expectExact(log)
                 try await log.flushIndex()
@@ -107,7 +109,9 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
 
     @Test func theIndexerCatchesUpOnItsOwnWhenIdle() async throws {
         try await withTemporaryDirectory { dir in
-            let log = try openLog(dir) { $0.indexIdleDelay = .milliseconds(20); $0.indexBatchSize = 400 }
+            let log = try openLog(dir) {
+                $0.indexIdleDelay = .milliseconds(20); $0.indexBatchSize = 400
+            }
             defer { log.close() }
             _ = try await log.append(SampleEvents().records(2000))
             let deadline = ContinuousClock.now + .seconds(20)
@@ -160,7 +164,9 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
 
     @Test func theMapGrowsWhenFull() async throws {
         try await withTemporaryDirectory { dir in
-            let log = try openLog(dir) { $0.initialMapSize = 1 << 20; $0.indexIdleDelay = .milliseconds(10) }
+            let log = try openLog(dir) {
+                $0.initialMapSize = 1 << 20; $0.indexIdleDelay = .milliseconds(10)
+            }
             defer { log.close() }
             let records = SampleEvents().records(6000)  // ~5 MB, five times the initial map
             for start in stride(from: 0, to: 6000, by: 1000) {

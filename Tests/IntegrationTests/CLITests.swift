@@ -24,7 +24,8 @@ import TributaryTesting
                 let back = try ChangeRecord(wireJSON: Array(line.utf8))
                 #expect(back.change == records[i].change)
                 #expect(back.entity?.bytes == records[i].entity?.bytes)
-                #expect(object["entityChange"]?.objectValue?["originInstanceId"] == .string(records[i].change.instanceId))
+                #expect(
+                    object["entityChange"]?.objectValue?["originInstanceId"] == .string(records[i].change.instanceId))
             }
 
             let again = try await runTributary(["import", "--data", dir + "/data", input])
@@ -71,8 +72,11 @@ import TributaryTesting
             var lines = records.map { String(decoding: $0.wireJSON(), as: UTF8.self) }
             // Line 123 (in the second batch of 100) names an entity Trilium does not sync.
             lines[122] = lines[122].replacingOccurrences(of: "\"entityName\":\"", with: "\"entityName\":\"x")
-            try (lines.joined(separator: "\n") + "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
-            let result = try await runTributary(["import", "--data", dir + "/data", "--batch-size", "100", dir + "/in.jsonl"])
+            try (lines.joined(separator: "\n") + "\n").write(
+                toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+            let result = try await runTributary([
+                "import", "--data", dir + "/data", "--batch-size", "100", dir + "/in.jsonl",
+            ])
             #expect(result.exitCode == 1)
             #expect(result.standardError.contains("line 123:"), "\(result.standardError)")
             #expect(result.standardError.contains("entityChange.entityName"))
@@ -86,8 +90,11 @@ import TributaryTesting
             bad[122] = String(decoding: records[122].wireJSON(), as: UTF8.self)
             bad[206] = bad[206].replacingOccurrences(
                 of: "\"changeId\":\"\(records[206].change.changeId)\"", with: "\"changeId\":\"bad-id\"")
-            try (bad.joined(separator: "\n") + "\n").write(toFile: dir + "/in2.jsonl", atomically: true, encoding: .utf8)
-            let second = try await runTributary(["import", "--data", dir + "/data", "--batch-size", "100", dir + "/in2.jsonl"])
+            try (bad.joined(separator: "\n") + "\n").write(
+                toFile: dir + "/in2.jsonl", atomically: true, encoding: .utf8)
+            let second = try await runTributary([
+                "import", "--data", dir + "/data", "--batch-size", "100", dir + "/in2.jsonl",
+            ])
             #expect(second.exitCode == 1)
             #expect(second.standardError.contains("line 207:"), "\(second.standardError)")
             #expect(second.standardError.contains("changeId"))
@@ -97,7 +104,8 @@ import TributaryTesting
 
     @Test func malformedJSONAndMissingFilesAreClearErrors() async throws {
         try await withTemporaryDirectory { dir in
-            try "{\"entityChange\": {\"entityName\": \"notes\",\n".write(toFile: dir + "/bad.jsonl", atomically: true, encoding: .utf8)
+            try "{\"entityChange\": {\"entityName\": \"notes\",\n".write(
+                toFile: dir + "/bad.jsonl", atomically: true, encoding: .utf8)
             let bad = try await runTributary(["import", "--data", dir + "/data", dir + "/bad.jsonl"])
             #expect(bad.exitCode == 1)
             #expect(bad.standardError.contains("line 1: malformed JSON"))

@@ -12,7 +12,9 @@ import TributaryTesting
 @Suite(.timeLimit(.minutes(5))) struct CrashTests {
     /// Runs an import that prints an `ack FIRST LAST LINE` after each durable batch, kills it with
     /// SIGKILL after `killAfter`, and returns the last acknowledged input line.
-    func importAndKill(data: String, input: String, killAfter: Duration) async throws -> (lastAckedLine: Int, finished: Bool) {
+    func importAndKill(data: String, input: String, killAfter: Duration) async throws -> (
+        lastAckedLine: Int, finished: Bool
+    ) {
         let result = try await Subprocess.run(
             .path(FilePath(TributaryBinary.path)),
             arguments: ["import", "--data", data, "--batch-size", "50", "--print-acks", input],
@@ -53,7 +55,9 @@ import TributaryTesting
                 try withReadOnlyStore(data) { store throws in
                     for line in stride(from: 1, through: maxAcked, by: 7) {
                         let changeId = records[line - 1].change.changeId
-                        #expect(try store.log.entityChangeID(forChangeId: changeId) != nil, "round \(round): line \(line) lost")
+                        #expect(
+                            try store.log.entityChangeID(forChangeId: changeId) != nil,
+                            "round \(round): line \(line) lost")
                     }
                     let report = try store.log.verify()
                     #expect(report.isSound, "round \(round): \(report.problems)")
@@ -105,7 +109,9 @@ import TributaryTesting
 
             let verify = try await runTributary(["verify", "--data", data])
             #expect(verify.exitCode == 1)
-            #expect(verify.standardOutput.contains("id 321: record 321 is corrupt: checksum mismatch"), "\(verify.standardOutput)")
+            #expect(
+                verify.standardOutput.contains("id 321: record 321 is corrupt: checksum mismatch"),
+                "\(verify.standardOutput)")
             #expect(verify.standardOutput.hasPrefix("FAILED: 1 problem(s)"))
 
             let replay = try await runTributary(["replay", "--data", data])
@@ -153,7 +159,8 @@ import TributaryTesting
                 #expect(replay.standardOutput.split(separator: "\n").count == 300)
                 let status = try await runTributary(["status", "--data", data])
                 #expect(status.exitCode == 0)
-                _ = try await execution.standardInputWriter.write(Array(SampleEvents(seed: 14).records(3)[0].wireJSON() + [0x0A]))
+                _ = try await execution.standardInputWriter.write(
+                    Array(SampleEvents(seed: 14).records(3)[0].wireJSON() + [0x0A]))
                 try await execution.standardInputWriter.finish()
             }
             try withReadOnlyStore(data) { store throws in #expect(store.log.head == 301) }

@@ -1,6 +1,7 @@
 import EventLog
 import Logging
 import Sync
+import Synchronization
 import Testing
 import Tributary
 import TributaryCore
@@ -31,8 +32,6 @@ final class ManualClock: Sendable {
     }
 }
 
-import Synchronization
-
 func date(_ text: String) -> UTCDateTime { UTCDateTime(text)! }
 
 /// A remote note change with a given date, hash and title.
@@ -58,8 +57,10 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
 @Suite struct ConflictRuleTests {
     @Test func aNewerRemoteChangeWinsAndIsStampedWithItsSender() async throws {
         try await withNode { node in
-            _ = try await node.applier.applyRemote([note("n1", at: "2025-01-01 10:00:00.000Z")], from: .peer(instanceId: "peerAAAAAAAA"))
-            let newer = note("n1", at: "2025-01-01 10:00:01.000Z", hash: "hashBBBBBB", title: "new", instance: "authorInst01")
+            _ = try await node.applier.applyRemote(
+                [note("n1", at: "2025-01-01 10:00:00.000Z")], from: .peer(instanceId: "peerAAAAAAAA"))
+            let newer = note(
+                "n1", at: "2025-01-01 10:00:01.000Z", hash: "hashBBBBBB", title: "new", instance: "authorInst01")
             let report = try await node.applier.applyRemote([newer], from: .peer(instanceId: "peerAAAAAAAA"))
             #expect(report.outcomes == [.applied(2)])
             let stored = try #require(try node.log.change(at: 2))
@@ -103,7 +104,8 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
 
     @Test func aNewerDifferentLocalVersionIsReissuedWithThisNodesInstance() async throws {
         try await withNode { node in
-            let local = note("n1", at: "2025-01-01 10:00:05.000Z", hash: "hashLOCAL1", title: "local", instance: "someoneElse1")
+            let local = note(
+                "n1", at: "2025-01-01 10:00:05.000Z", hash: "hashLOCAL1", title: "local", instance: "someoneElse1")
             _ = try await node.applier.applyRemote([local], from: .peer(instanceId: "peerAAAAAAAA"))
             let older = note("n1", at: "2025-01-01 10:00:00.000Z", hash: "hashREMOTE")
             let report = try await node.applier.applyRemote([older], from: .peer(instanceId: "peerAAAAAAAA"))
@@ -133,7 +135,8 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
 
     @Test func anOlderErasureLosesToANewerLocalUpdateWhichIsReissued() async throws {
         try await withNode { node in
-            _ = try await node.applier.applyRemote([note("n1", at: "2025-01-01 12:00:00.000Z", hash: "hashAAAAAA")], from: .recordInstance)
+            _ = try await node.applier.applyRemote(
+                [note("n1", at: "2025-01-01 12:00:00.000Z", hash: "hashAAAAAA")], from: .recordInstance)
             // Same hash (Trilium keeps the old hash on erasure), but the erased flag differs.
             let erase = note("n1", at: "2025-01-01 11:00:00.000Z", hash: "hashAAAAAA", erased: true)
             let report = try await node.applier.applyRemote([erase], from: .peer(instanceId: "peerAAAAAAAA"))
@@ -188,7 +191,8 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
             let change = EntityChange(
                 entityName: .options, entityId: "theme", hash: "hashOPTION", changeId: RandomID.make(),
                 instanceId: "remoteInst01", isSynced: false, utcDateChanged: date("2020-01-01 00:00:00.000Z"))
-            let report = try await node.applier.applyRemote([ChangeRecord(change: change, entity: nil)], from: .recordInstance)
+            let report = try await node.applier.applyRemote(
+                [ChangeRecord(change: change, entity: nil)], from: .recordInstance)
             #expect(report.outcomes == [.ignored])
             #expect(node.log.head == 0)
         }
@@ -197,11 +201,15 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
     @Test func racingBatchesForOneEntityAreDecidedInOrder() async throws {
         try await withNode { node in
             let versions = (0..<40).map { i in
-                note("n1", at: "2025-01-01 10:00:\(String(format: "%02d", i)).000Z", hash: "hash\(String(format: "%06d", i))")
+                note(
+                    "n1", at: "2025-01-01 10:00:\(String(format: "%02d", i)).000Z",
+                    hash: "hash\(String(format: "%06d", i))")
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for v in versions.shuffled() {
-                    group.addTask { _ = try await node.applier.applyRemote([v], from: .peer(instanceId: "peerAAAAAAAA")) }
+                    group.addTask {
+                        _ = try await node.applier.applyRemote([v], from: .peer(instanceId: "peerAAAAAAAA"))
+                    }
                 }
                 try await group.waitForAll()
             }
@@ -275,8 +283,11 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
 
     @Test(arguments: cases) func refusedWholeWithItsOwnError(_ c: Case) async throws {
         try await withNode { node in
-            _ = try await node.applier.applyRemote([note("before", at: "2025-01-01 00:00:00.000Z")], from: .recordInstance)
-            let batch = [note("good1", at: "2025-01-01 00:00:00.000Z"), c.make(), note("good2", at: "2025-01-01 00:00:00.000Z")]
+            _ = try await node.applier.applyRemote(
+                [note("before", at: "2025-01-01 00:00:00.000Z")], from: .recordInstance)
+            let batch = [
+                note("good1", at: "2025-01-01 00:00:00.000Z"), c.make(), note("good2", at: "2025-01-01 00:00:00.000Z"),
+            ]
             await #expect {
                 _ = try await node.applier.applyRemote(batch, from: .recordInstance)
             } throws: { error in
@@ -294,10 +305,13 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
         try await withNode { node in
             node.clock.now = date("2025-03-04 05:06:07.089Z")
             let row: JSONObject = [
-                "title": .string("Café"), "isProtected": .number(0), "type": .string("text"), "mime": .string("text/html"),
+                "title": .string("Café"), "isProtected": .number(0), "type": .string("text"),
+                "mime": .string("text/html"),
                 "blobId": .string("blob0000000000000001"),
             ]
-            let report = try await node.applier.applyLocal([LocalWrite(entityName: .notes, entityId: "note00000001", entity: row)])
+            let report = try await node.applier.applyLocal([
+                LocalWrite(entityName: .notes, entityId: "note00000001", entity: row)
+            ])
             #expect(report.outcomes == [.applied(1)])
             let stored = try #require(try node.log.change(at: 1))
             var expectedRow = row
@@ -324,7 +338,8 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
 
     @Test func aLocalErasureKeepsTheOldHash() async throws {
         try await withNode { node in
-            _ = try await node.applier.applyRemote([note("n1", at: "2025-01-01 00:00:00.000Z", hash: "hashKEEPME")], from: .recordInstance)
+            _ = try await node.applier.applyRemote(
+                [note("n1", at: "2025-01-01 00:00:00.000Z", hash: "hashKEEPME")], from: .recordInstance)
             let report = try await node.applier.applyLocal([
                 LocalWrite(entityName: .notes, entityId: "n1", entity: nil),
                 LocalWrite(entityName: .notes, entityId: "neverSeen1", entity: nil),

@@ -132,7 +132,8 @@ struct JSONTests {
         "scalars parse, numbers kept as written",
         arguments: [
             ("0", JSONValue.number("0")), ("-0", .number("-0")), ("1.50", .number("1.50")),
-            ("1E+2", .number("1E+2")), ("-1.5e-10", .number("-1.5e-10")), ("12345678901234567890", .number("12345678901234567890")),
+            ("1E+2", .number("1E+2")), ("-1.5e-10", .number("-1.5e-10")),
+            ("12345678901234567890", .number("12345678901234567890")),
             ("true", .bool(true)), ("false", .bool(false)), ("null", .null), ("\"\"", .string("")),
             (" \t\r\n 42 \n", .number("42")), ("[]", .array([])), ("{}", .object([:])),
         ])
@@ -165,14 +166,19 @@ struct JSONTests {
     func memberOrder() throws {
         let object = try JSONParser.parseObject(bytes("{\"b\":1,\"a\":2,\"c\":{\"z\":1,\"y\":2},\"a\":3}"))
         #expect(object.members.map(\.key) == ["b", "a", "c", "a"])
-        #expect(object.members.map(\.value) == [.number("1"), .number("2"), .object(["z": .number("1"), "y": .number("2")]), .number("3")])
+        #expect(
+            object.members.map(\.value) == [
+                .number("1"), .number("2"), .object(["z": .number("1"), "y": .number("2")]), .number("3"),
+            ])
         #expect(object["c"]?.objectValue?.members.map(\.key) == ["z", "y"])
         #expect(object.count == 4)
     }
 
     @Test("numbers in containers keep their text")
     func numbersInContainers() throws {
-        #expect(try parse("[1.50, 1e2, -0, 100]") == .array([.number("1.50"), .number("1e2"), .number("-0"), .number("100")]))
+        #expect(
+            try parse("[1.50, 1e2, -0, 100]")
+                == .array([.number("1.50"), .number("1e2"), .number("-0"), .number("100")]))
         #expect(try parse("{\"x\":1.50}") == .object(["x": .number("1.50")]))
     }
 
@@ -301,7 +307,8 @@ struct JSONTests {
     @Test("value(forKey:) reads one top-level member")
     func valueForKey() throws {
         let row = try EntityRow(
-            validating: bytes("{\"a\":1.50,\"b\":{\"c\":2},\"c\":\"x\",\"d\":null,\"e\":[1,{\"c\":3}],\"f\":\"\\u00e9\"}"))
+            validating: bytes(
+                "{\"a\":1.50,\"b\":{\"c\":2},\"c\":\"x\",\"d\":null,\"e\":[1,{\"c\":3}],\"f\":\"\\u00e9\"}"))
         #expect(row.value(forKey: "a") == .number("1.50"))
         #expect(row.value(forKey: "b") == .object(["c": .number("2")]))
         #expect(row.value(forKey: "c") == .string("x"))
@@ -346,4 +353,3 @@ struct JSONTests {
         #expect(object["a"] == nil)
     }
 }
-

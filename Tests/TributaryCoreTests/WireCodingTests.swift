@@ -45,8 +45,11 @@ struct BadWire: Sendable, CustomTestStringConvertible {
 }
 
 let badWireInputs: [BadWire] = [
-    BadWire("unknown entityName", wire(["entityName": .string("widgets")]), .unknownEntityName, "entityChange.entityName"),
-    BadWire("entityName in the wrong case", wire(["entityName": .string("Notes")]), .unknownEntityName, "entityChange.entityName"),
+    BadWire(
+        "unknown entityName", wire(["entityName": .string("widgets")]), .unknownEntityName, "entityChange.entityName"),
+    BadWire(
+        "entityName in the wrong case", wire(["entityName": .string("Notes")]), .unknownEntityName,
+        "entityChange.entityName"),
     BadWire("entityName a number", wire(["entityName": .number("5")]), .wrongType, "entityChange.entityName"),
     BadWire("entityName missing", wire(["entityName": nil]), .missingField, "entityChange.entityName"),
     BadWire("isErased \"yes\"", wire(["isErased": .string("yes")]), .wrongType, "entityChange.isErased"),
@@ -110,7 +113,10 @@ struct BadRecord: Sendable, CustomTestStringConvertible {
     var limits: ChangeLimits
     var code: CoreError.Code
     var field: String
-    init(_ label: String, _ record: ChangeRecord, limits: ChangeLimits = .default, _ code: CoreError.Code, _ field: String) {
+    init(
+        _ label: String, _ record: ChangeRecord, limits: ChangeLimits = .default, _ code: CoreError.Code,
+        _ field: String
+    ) {
         self.label = label
         self.record = record
         self.limits = limits
@@ -133,7 +139,8 @@ let badRecords: [BadRecord] = [
         .invalidValue, "entityChange.entityId"),
     BadRecord("hash empty", note(hash: ""), .invalidValue, "entityChange.hash"),
     BadRecord("hash with a space", note(hash: "ab cd"), .invalidValue, "entityChange.hash"),
-    BadRecord("hash of 65 characters", note(hash: String(repeating: "h", count: 65)), .invalidValue, "entityChange.hash"),
+    BadRecord(
+        "hash of 65 characters", note(hash: String(repeating: "h", count: 65)), .invalidValue, "entityChange.hash"),
     BadRecord("changeId with '-'", note(changeId: "abc-def"), .invalidValue, "entityChange.changeId"),
     BadRecord("changeId with '_'", note(changeId: "abc_def"), .invalidValue, "entityChange.changeId"),
     BadRecord("changeId empty", note(changeId: ""), .invalidValue, "entityChange.changeId"),
@@ -144,7 +151,8 @@ let badRecords: [BadRecord] = [
     BadRecord("erasure carrying an entity", note(isErased: true), .invalidValue, "entity"),
     BadRecord("note without an entity", note(entity: nil), .missingField, "entity"),
     BadRecord(
-        "entity primary key mismatch", note(entity: ["noteId": .string("Other0000000")]), .invalidValue, "entity.noteId"),
+        "entity primary key mismatch", note(entity: ["noteId": .string("Other0000000")]), .invalidValue, "entity.noteId"
+    ),
     BadRecord("entity primary key missing", note(entity: ["title": .string("T")]), .missingField, "entity.noteId"),
     BadRecord("entity primary key a number", note(entity: ["noteId": .number("1")]), .wrongType, "entity.noteId"),
     BadRecord("entity primary key null", note(entity: ["noteId": .null]), .wrongType, "entity.noteId"),
@@ -179,7 +187,9 @@ let badRecords: [BadRecord] = [
         "entity larger than the limit", note(), limits: ChangeLimits(maxEntityBytes: 10), .tooLarge, "entity"),
     BadRecord(
         "note_reordering position a string",
-        note(entityId: "root", hash: "N/A", name: .noteReordering, entity: ["root_a": .number("1"), "root_b": .string("2")]),
+        note(
+            entityId: "root", hash: "N/A", name: .noteReordering,
+            entity: ["root_a": .number("1"), "root_b": .string("2")]),
         .wrongType, "entity.root_b"),
     BadRecord(
         "note_reordering position fractional",
@@ -280,12 +290,15 @@ struct WireCodingTests {
         let record = try ChangeRecord(wireJSON: wire(entity: entity))
         #expect(record.entity?.bytes == bytes(entity))
         #expect(record.wireJSON() == wire(entity: entity))
-        #expect(record.entity?.value(forKey: "futureColumn") == .object(["nested": .array([.number("1"), .number("2.50"), .null, .string("\u{e9}")])]))
+        #expect(
+            record.entity?.value(forKey: "futureColumn")
+                == .object(["nested": .array([.number("1"), .number("2.50"), .null, .string("\u{e9}")])]))
     }
 
     @Test("an entity with whitespace is stored compactly, unknown fields included")
     func spacedEntity() throws {
-        let record = try ChangeRecord(wireJSON: wire(entity: "{ \"noteId\" : \"Kx9fQ2mLp0Ab\",\n  \"extra\": [ 1, 2 ] }"))
+        let record = try ChangeRecord(
+            wireJSON: wire(entity: "{ \"noteId\" : \"Kx9fQ2mLp0Ab\",\n  \"extra\": [ 1, 2 ] }"))
         #expect(record.entity?.bytes == bytes(#"{"noteId":"Kx9fQ2mLp0Ab","extra":[1,2]}"#))
     }
 
@@ -344,6 +357,17 @@ struct WireCodingTests {
         #expect(error?.field == bad.field)
     }
 
+    @Test("duplicate member names resolve like JSON.parse: the last one wins")
+    func duplicateMembers() throws {
+        // Trilium parses records with JSON.parse, which keeps the last of duplicate names.
+        let text =
+            #"{"entityChange":{"entityName":"notes","entityId":"AAAAAAAAAAAA","entityId":"Kx9fQ2mLp0Ab","hash":"1SegZ6/dVQ","isErased":0,"changeId":"ChAnGe000001","componentId":"NA","instanceId":"InStAnCe0001","isSynced":1,"utcDateChanged":"2023-11-08 16:43:44.204Z"},"entity":{"noteId":"AAAAAAAAAAAA","noteId":"Kx9fQ2mLp0Ab"}}"#
+        let record = try ChangeRecord(wireJSON: bytes(text))
+        #expect(record.change.entityId == "Kx9fQ2mLp0Ab")
+        #expect(record.entity?.value(forKey: "noteId") == .string("Kx9fQ2mLp0Ab"))
+        #expect(throws: Never.self) { try record.validate() }
+    }
+
     @Test("the error for a bad date names the field and quotes the value")
     func errorDescription() {
         let error = #expect(throws: CoreError.self) {
@@ -372,13 +396,18 @@ struct WireCodingTests {
             (note(hash: String(repeating: "h", count: 64)), .default),
             (note(origin: "OrIgIn000001"), .default),
             (
-                note(entityId: String(repeating: "a", count: 128), entity: ["noteId": .string(String(repeating: "a", count: 128))]),
+                note(
+                    entityId: String(repeating: "a", count: 128),
+                    entity: ["noteId": .string(String(repeating: "a", count: 128))]),
                 .default
             ),
             (note(entityId: "_lbRoot", entity: ["noteId": .string("_lbRoot")]), .default),
             (note(entityId: "a.b:c-d_e", entity: ["noteId": .string("a.b:c-d_e")]), .default),
             (note(entityId: "root_Kx9f", name: .branches, entity: ["branchId": .string("root_Kx9f")]), .default),
-            (note(entityId: "theme", name: .options, entity: ["name": .string("theme"), "value": .string("dark")]), .default),
+            (
+                note(entityId: "theme", name: .options, entity: ["name": .string("theme"), "value": .string("dark")]),
+                .default
+            ),
             (note(entityId: "theme", name: .options, entity: nil), .default),
             (
                 note(

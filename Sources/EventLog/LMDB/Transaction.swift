@@ -182,7 +182,10 @@ private func lmdbLast(_ txn: OpaquePointer, _ db: Database) throws(LMDBError) ->
     let rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST)
     if rc == MDB_NOTFOUND { return nil }
     try check(rc, "mdb_cursor_get(last)")
-    return (UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size), UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+    return (
+        UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
+        UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
+    )
 }
 
 private func lmdbScan(

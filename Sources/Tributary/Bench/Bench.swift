@@ -81,7 +81,8 @@ public struct Bench: Sendable {
     /// Runs the selected workloads in a scratch data directory under `scratch`.
     public func run(scratch: String, logger: Logger, report: (BenchResult) -> Void) async throws {
         for name in workloads where !Bench.workloads.contains(name) {
-            throw ImportError(line: 0, message: "unknown workload \(name); known: \(Bench.workloads.joined(separator: ", "))")
+            throw ImportError(
+                line: 0, message: "unknown workload \(name); known: \(Bench.workloads.joined(separator: ", "))")
         }
         let (records, bytes) = try loadEvents()
         let directory = scratch + "/bench-\(UUID().uuidString.prefix(8))"
@@ -105,7 +106,8 @@ public struct Bench: Sendable {
         try await store.log.flushIndex()
         let catchup = monotonicSeconds() - catchupStarted
         guard applied == records.count else {
-            throw ImportError(line: 0, message: "only \(applied) of \(records.count) events were applied (duplicates in the input?)")
+            throw ImportError(
+                line: 0, message: "only \(applied) of \(records.count) events were applied (duplicates in the input?)")
         }
         if workloads.contains("W1-append") {
             latencies.sort()
@@ -147,7 +149,9 @@ public struct Bench: Sendable {
         guard n == count else { throw ImportError(line: 0, message: "W2 read \(n) of \(count) events") }
         return BenchResult(
             workload: "W2-scan", variant: "inprocess-page1000-crc", events: n, seconds: seconds, bytes: bytes,
-            extra: [("pages", String(pages)), ("last_id", String(cursor.rawValue)), ("check", String(check, radix: 16))])
+            extra: [
+                ("pages", String(pages)), ("last_id", String(cursor.rawValue)), ("check", String(check, radix: 16)),
+            ])
     }
 
     /// W2 decoding every change into values (what an API reader pays).
@@ -163,7 +167,9 @@ public struct Bench: Sendable {
         }
         let seconds = monotonicSeconds() - started
         guard n == count else { throw ImportError(line: 0, message: "W2 read \(n) of \(count) events") }
-        return BenchResult(workload: "W2-scan", variant: "inprocess-page1000-decoded", events: n, seconds: seconds, bytes: bytes, extra: [])
+        return BenchResult(
+            workload: "W2-scan", variant: "inprocess-page1000-decoded", events: n, seconds: seconds, bytes: bytes,
+            extra: [])
     }
 }
 

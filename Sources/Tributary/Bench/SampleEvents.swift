@@ -89,7 +89,8 @@ public struct SampleEvents: Sendable {
         if name == .blobs {
             let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
             let n = need / 4 * 4
-            object[padKey] = .string(String(decoding: (0..<n).map { _ in alphabet[Int(rng.next() % 64)] }, as: UTF8.self))
+            object[padKey] = .string(
+                String(decoding: (0..<n).map { _ in alphabet[Int(rng.next() % 64)] }, as: UTF8.self))
         } else {
             object[padKey] = .string(filler(need))
         }

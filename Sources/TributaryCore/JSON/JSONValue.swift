@@ -67,15 +67,18 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     public var endIndex: Int { members.endIndex }
     public subscript(position: Int) -> Member { members[position] }
 
-    /// The value of the first member named `key`; setting appends a new member or replaces it.
+    /// The value of the member named `key`. With duplicate names the last one counts, as in
+    /// JavaScript's `JSON.parse` (what Trilium peers read with). Setting replaces every member
+    /// of that name by one, at the first one's place, or appends it.
     public subscript(key: String) -> JSONValue? {
-        get { members.first(where: { $0.key == key })?.value }
+        get { members.last(where: { $0.key == key })?.value }
         set {
-            if let i = members.firstIndex(where: { $0.key == key }) {
-                if let newValue { members[i].value = newValue } else { members.remove(at: i) }
-            } else if let newValue {
-                members.append(Member(key, newValue))
+            guard let i = members.firstIndex(where: { $0.key == key }) else {
+                if let newValue { members.append(Member(key, newValue)) }
+                return
             }
+            members.removeAll { $0.key == key }
+            if let newValue { members.insert(Member(key, newValue), at: i) }
         }
     }
 }
