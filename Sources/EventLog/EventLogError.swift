@@ -47,6 +47,7 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
     }
 
     static func storage(_ error: LMDBError) -> EventLogError {
+        if error == .closed { return EventLogError(.closed, "the log was closed") }
         if error == .noSpace {
             return EventLogError(.diskFull, "the disk is full (\(error)); free space and retry, nothing was written")
         }

@@ -213,6 +213,19 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    @Test func aClosedLogRefusesReadsAndWritesClearly() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            _ = try await log.append(SampleEvents().records(10))
+            log.close()
+            #expect { try log.changes(after: 0, limit: 5) } throws: { ($0 as? EventLogError)?.code == .closed }
+            await #expect {
+                try await log.append(SampleEvents().records(1))
+            } throws: { ($0 as? EventLogError)?.code == .closed }
+            log.close()  // closing twice is harmless
+        }
+    }
+
     @Test(.timeLimit(.minutes(1))) func aWaitingTailEndsOnCancellation() async throws {
         try await withTemporaryDirectory { dir in
             let log = try openLog(dir)

@@ -10,7 +10,8 @@ import Glibc
 ///   `mdb_env_set_mapsize` "must be called when no transactions are active in this process").
 final class Environment: @unchecked Sendable {
     private let handle: OpaquePointer
-    private var closed = false
+    /// Written under the exclusive gate, read under the shared one.
+    private(set) var isClosed = false
     let gate = ReadersWriterGate()
     let readOnly: Bool
     private(set) var databases: [String: Database] = [:]
@@ -83,6 +84,7 @@ final class Environment: @unchecked Sendable {
     func resize(to bytes: Int) throws(LMDBError) {
         gate.lockExclusive()
         defer { gate.unlockExclusive() }
+        guard !isClosed else { throw .closed }
         try check(mdb_env_set_mapsize(handle, bytes), "mdb_env_set_mapsize")
     }
 
@@ -96,13 +98,13 @@ final class Environment: @unchecked Sendable {
     func close() {
         gate.lockExclusive()
         defer { gate.unlockExclusive() }
-        guard !closed else { return }
-        closed = true
+        guard !isClosed else { return }
+        isClosed = true
         mdb_env_close(handle)
     }
 
     deinit {
-        if !closed { mdb_env_close(handle) }
+        if !isClosed { mdb_env_close(handle) }
     }
 }
 

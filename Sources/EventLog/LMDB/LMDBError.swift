@@ -15,6 +15,8 @@ struct LMDBError: Error, Equatable, CustomStringConvertible {
     static let mapResized = LMDBError(code: MDB_MAP_RESIZED, operation: "")
     static let readersFull = LMDBError(code: MDB_READERS_FULL, operation: "")
     static let noSpace = LMDBError(code: ENOSPC, operation: "")
+    /// The environment was closed (our code, not LMDB's: no call reaches a closed handle).
+    static let closed = LMDBError(code: EBADF, operation: "environment closed")
 
     /// Errors compare by code only, so `error == .mapFull` matches any operation.
     static func == (lhs: LMDBError, rhs: LMDBError) -> Bool { lhs.code == rhs.code }

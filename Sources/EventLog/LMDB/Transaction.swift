@@ -12,6 +12,10 @@ struct ReadTransaction: ~Copyable {
     init(_ env: Environment) throws(LMDBError) {
         while true {
             env.gate.lockShared()
+            if env.isClosed {
+                env.gate.unlockShared()
+                throw .closed
+            }
             var txn: OpaquePointer?
             let rc = mdb_txn_begin(env.rawHandle, nil, UInt32(MDB_RDONLY), &txn)
             if rc == MDB_MAP_RESIZED {
@@ -83,6 +87,10 @@ struct WriteTransaction: ~Copyable {
 
     init(_ env: Environment) throws(LMDBError) {
         env.gate.lockShared()
+        if env.isClosed {
+            env.gate.unlockShared()
+            throw .closed
+        }
         var txn: OpaquePointer?
         let rc = mdb_txn_begin(env.rawHandle, nil, 0, &txn)
         guard rc == 0, let txn else {
