@@ -30,9 +30,9 @@ public struct ChangeApplier: Sendable {
     public func applyRemote(
         _ records: [ChangeRecord], from sender: Sender, checkpoint: (name: String, value: [UInt8])? = nil
     ) async throws -> ApplyReport {
-        for (i, record) in records.enumerated() {
+        for i in records.indices {
             do {
-                try record.validate(limits)
+                try records[i].validate(limits)
             } catch {
                 throw ApplyError(index: i, cause: error)
             }

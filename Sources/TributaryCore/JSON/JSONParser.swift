@@ -179,6 +179,8 @@ public struct JSONParser: ~Copyable {
         let start = position
         // Fast path: no escapes.
         while position < bytes.count {
+            position = skipPlainASCII(from: position)
+            guard position < bytes.count else { break }
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
@@ -297,12 +299,37 @@ public struct JSONParser: ~Copyable {
         }
     }
 
+    /// The first position at or after `from` whose byte is a quote, a backslash, a control
+    /// character or non-ASCII — eight bytes per step (rows are mostly long plain ASCII: titles,
+    /// base64 blob content).
+    @inline(__always)
+    func skipPlainASCII(from: Int) -> Int {
+        var p = from
+        let end = bytes.count
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        while p + 8 <= end {
+            let w = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: p, as: UInt64.self))
+            let quote = w ^ (ones &* 0x22)
+            let slash = w ^ (ones &* 0x5C)
+            // Zero-byte tests for `"` and `\`; `w - 0x20…` borrows for bytes below 0x20; any
+            // high bit marks non-ASCII.
+            let special =
+                ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((w &- ones &* 0x20) & ~w) | w
+            if special & highs != 0 { break }
+            p += 8
+        }
+        return p
+    }
+
     /// Validates a string (escapes and UTF-8) without building it.
     mutating func skipString() throws(CoreError) {
         position += 1
         var start = position
         var ascii = true
         while position < bytes.count {
+            position = skipPlainASCII(from: position)
+            guard position < bytes.count else { break }
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
                 if !ascii { try validateUTF8(start, position) }
