@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -45,6 +48,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Projections",
+            dependencies: [
+                "TributaryCore", "EventLog",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Sync",
             dependencies: [
                 "TributaryCore", "EventLog",
@@ -55,7 +70,7 @@ let package = Package(
         .target(
             name: "Tributary",
             dependencies: [
-                "TributaryCore", "EventLog", "Sync",
+                "TributaryCore", "EventLog", "Projections", "Sync",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -89,13 +104,24 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ProjectionsTests",
+            dependencies: [
+                "Projections", "EventLog", "Sync", "TributaryCore", "Tributary", "TributaryTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SyncTests",
             dependencies: ["Sync", "EventLog", "TributaryCore", "Tributary", "TributaryTesting"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Tributary", "TributaryCore", "EventLog", "TributaryTesting", "TributaryCLI"],
+            dependencies: [
+                "Tributary", "TributaryCore", "EventLog", "Projections", "TributaryTesting", "TributaryCLI",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strict
         ),
     ]

@@ -17,6 +17,9 @@ public struct StatusReport: Codable, Sendable {
     public var diskBytes: Int64
     public var indexCheckpoint: UInt64
     public var unindexed: Int
+    /// Each view's checkpoint (the last change it has projected).
+    public var views: [String: UInt64]
+    public var viewsBytes: Int64
 
     /// Reads the status of an open store.
     public init(store: Store) throws {
@@ -33,6 +36,12 @@ public struct StatusReport: Codable, Sendable {
         let index = log.indexStatus
         indexCheckpoint = index.checkpoint.rawValue
         unindexed = Int(head - min(head, indexCheckpoint))
+        views = try store.views?.states().mapValues { $0.lastEntityChangeId.rawValue } ?? [:]
+        viewsBytes = ["", "-wal"].reduce(Int64(0)) { total, suffix in
+            var info = stat()
+            let path = store.dataDirectory + "/views.sqlite" + suffix
+            return total + (stat(path, &info) == 0 ? Int64(info.st_blocks) * 512 : 0)
+        }
     }
 
     /// Human-readable lines.
@@ -44,6 +53,12 @@ public struct StatusReport: Codable, Sendable {
             "changes         \(changes)",
             "disk            \(String(format: "%.1f", Double(diskBytes) / 1e6)) MB",
             "indexed up to   \(indexCheckpoint) (\(unindexed) behind)",
+            "views           "
+                + (views.isEmpty
+                    ? "none"
+                    : views.keys.sorted().map { "\($0) @ \(views[$0]!) (\(head - min(head, views[$0]!)) behind)" }
+                        .joined(separator: ", ")),
+            "views disk      \(String(format: "%.1f", Double(viewsBytes) / 1e6)) MB",
             "entities        live      erased",
         ]
         for name in entities.keys.sorted() {

@@ -1,5 +1,7 @@
 public import EventLog
+import Foundation
 public import Logging
+public import Projections
 public import Sync
 import TributaryCore
 
@@ -11,6 +13,10 @@ public final class Store: Sendable {
     public let dataDirectory: String
     public let log: EntityChangeLog
     public let applier: ChangeApplier
+    /// The SQLite views; nil only for a read-only open of a directory that has none yet.
+    public let views: ViewStore?
+    /// Keeps the views up to date with the log (nil without views or when read-only).
+    public let projections: ProjectionRunner?
 
     public enum Durability: String, Sendable, CaseIterable {
         /// Every commit is fsynced before it is acknowledged (default).
@@ -33,9 +39,28 @@ public final class Store: Sendable {
         configuration.fsync = durability == .fsync
         log = try EntityChangeLog(directory: Store.logPath(dataDirectory), configuration: configuration, logger: logger)
         applier = ChangeApplier(log: log)
+        let viewsPath = ViewStore.path(inDataDirectory: dataDirectory)
+        do {
+            if readOnly {
+                views =
+                    FileManager.default.fileExists(atPath: viewsPath)
+                    ? try ViewStore(path: viewsPath, readOnly: true) : nil
+                projections = nil
+            } else {
+                let views = try ViewStore(path: viewsPath)
+                self.views = views
+                projections = ProjectionRunner(log: log, views: views, logger: logger)
+            }
+        } catch {
+            log.close()
+            throw error
+        }
     }
 
     public static func logPath(_ dataDirectory: String) -> String { dataDirectory + "/log" }
 
-    public func close() { log.close() }
+    public func close() {
+        try? views?.close()
+        log.close()
+    }
 }

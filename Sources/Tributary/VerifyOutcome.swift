@@ -1,26 +1,49 @@
 public import EventLog
+import Foundation
+public import Projections
 import TributaryCore
 
 /// `tributary verify`'s result: the log check, in words.
 public struct VerifyOutcome: Sendable {
     public let report: VerifyReport
+    /// nil: the data directory has no views (or they were not checked).
+    public var viewDifferences: [ViewDifference]?
+    public var viewCheckpoints: [String: UInt64] = [:]
 
-    public init(store: Store, from: UInt64, progress: ((UInt64) -> Void)? = nil) throws {
+    public init(store: Store, from: UInt64, checkViews: Bool = true, progress: ((UInt64) -> Void)? = nil) async throws {
         report = try store.log.verify(from: EntityChangeID(from)) { progress?($0.rawValue) }
+        if checkViews, let views = store.views {
+            viewDifferences = try await ViewVerifier.verify(
+                log: store.log, views: views, scratchDirectory: NSTemporaryDirectory())
+            viewCheckpoints = try views.states().mapValues { $0.lastEntityChangeId.rawValue }
+        }
     }
 
-    public var isSound: Bool { report.isSound }
+    public var isSound: Bool { report.isSound && (viewDifferences?.isEmpty ?? true) }
 
     public var text: String {
         let range = report.firstId.map { "ids \($0)-\(report.lastId!)" } ?? "no records"
+        var lines: [String]
         if report.isSound {
-            return "ok: \(report.checkedRecords) records checked (\(range)); checksums, id order and indexes "
-                + "agree (indexed up to \(report.indexCheckpoint))"
+            lines = [
+                "ok: \(report.checkedRecords) records checked (\(range)); checksums, id order and indexes "
+                    + "agree (indexed up to \(report.indexCheckpoint))"
+            ]
+        } else {
+            lines = ["FAILED: \(report.problemCount) problem(s) in \(report.checkedRecords) records (\(range))"]
+            lines += report.problems.map { "  \($0.id.map { "id \($0): " } ?? "")\($0.message)" }
+            if report.problemCount > report.problems.count {
+                lines.append("  … and \(report.problemCount - report.problems.count) more")
+            }
         }
-        var lines = ["FAILED: \(report.problemCount) problem(s) in \(report.checkedRecords) records (\(range))"]
-        lines += report.problems.map { "  \($0.id.map { "id \($0): " } ?? "")\($0.message)" }
-        if report.problemCount > report.problems.count {
-            lines.append("  … and \(report.problemCount - report.problems.count) more")
+        if let viewDifferences {
+            let at = viewCheckpoints.keys.sorted().map { "\($0) @ \(viewCheckpoints[$0]!)" }.joined(separator: ", ")
+            if viewDifferences.isEmpty {
+                lines.append("ok: views equal a rebuild from the log (\(at))")
+            } else {
+                lines.append("FAILED: \(viewDifferences.count) view(s) differ from a rebuild (\(at))")
+                lines += viewDifferences.map { "  \($0)" }
+            }
         }
         return lines.joined(separator: "\n")
     }

@@ -29,6 +29,9 @@ struct ImportCommand: AsyncParsableCommand {
     )
     var durability: DurabilityOption = .fsync
 
+    @Flag(help: "Leave the views for later (`tributary project`) instead of bringing them up to date.")
+    var noViews = false
+
     @Flag(help: .hidden)
     var printAcks = false
 
@@ -63,6 +66,14 @@ struct ImportCommand: AsyncParsableCommand {
             if bar.enabled { FileHandleStderr.write("indexing…") }
             try await store.log.flushIndex()
             bar.finish()
+            if !noViews, let projections = store.projections {
+                try await projections.catchUp { done, target in
+                    bar.update(
+                        done: Int(done.rawValue), total: Int(target.rawValue), unit: "changes",
+                        suffix: "projecting views")
+                }
+                bar.finish()
+            }
             let r = summary.report
             print(
                 "imported \(summary.lines) records in \(String(format: "%.2f", summary.seconds)) s "

@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A one-line progress display on standard error, shown only on a terminal and redrawn at most
 /// ten times a second.
-final class ProgressBar {
+final class ProgressBar: Sendable {
     let enabled: Bool
-    private var lastDraw = 0.0
+    private let lastDraw = Mutex(0.0)
     private let started: Double
 
     init(enabled: Bool = isatty(2) != 0) {
@@ -17,8 +18,12 @@ final class ProgressBar {
     func update(done: Int, total: Int?, unit: String, suffix: String = "", force: Bool = false) {
         guard enabled else { return }
         let t = now()
-        guard force || t - lastDraw >= 0.1 else { return }
-        lastDraw = t
+        let due = lastDraw.withLock { last -> Bool in
+            guard force || t - last >= 0.1 else { return false }
+            last = t
+            return true
+        }
+        guard due else { return }
         let elapsed = max(t - started, 1e-9)
         var line: String
         if let total, total > 0 {

@@ -9,7 +9,8 @@ struct TributaryCommand: AsyncParsableCommand {
         commandName: "tributary",
         abstract: "An event-sourced replication service that speaks Trilium's sync protocol.",
         subcommands: [
-            ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, BenchCommand.self,
+            ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, RebuildCommand.self,
+            ProjectCommand.self, BenchCommand.self,
             SampleCommand.self,
         ])
 

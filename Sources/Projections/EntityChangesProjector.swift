@@ -1,0 +1,51 @@
+public import GRDB
+public import TributaryCore
+
+/// Trilium's `entity_changes` table: one row per entity, its latest change, with the log id as
+/// `id` — the database reads like a Trilium document's sync bookkeeping.
+public struct EntityChangesProjector: Projector {
+    public let name = "entity_changes"
+    public let schemaVersion = 1
+
+    public init() {}
+
+    public var tables: [ViewTable] { [ViewTable("entity_changes", key: ["id"])] }
+
+    public func createTables(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE entity_changes (
+                    id INTEGER PRIMARY KEY NOT NULL,
+                    entityName TEXT NOT NULL,
+                    entityId TEXT NOT NULL,
+                    hash TEXT NOT NULL,
+                    isErased INT NOT NULL,
+                    changeId TEXT NOT NULL,
+                    componentId TEXT NOT NULL,
+                    instanceId TEXT NOT NULL,
+                    isSynced INTEGER NOT NULL,
+                    utcDateChanged TEXT NOT NULL);
+                CREATE UNIQUE INDEX IDX_entityChanges_entityName_entityId ON entity_changes (entityName, entityId);
+                CREATE INDEX IDX_entity_changes_changeId ON entity_changes (changeId);
+                CREATE INDEX IDX_entity_changes_isSynced_id ON entity_changes (isSynced, id);
+                """)
+    }
+
+    public func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws {
+        // The unique (entityName, entityId) index makes REPLACE drop the entity's older row.
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT OR REPLACE INTO entity_changes
+                (id, entityName, entityId, hash, isErased, changeId, componentId, instanceId, isSynced, utcDateChanged)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        for logged in changes {
+            let c = logged.change
+            statement.setUncheckedArguments([
+                Int64(bitPattern: logged.id.rawValue), c.entityName.rawValue, c.entityId, c.hash, c.isErased ? 1 : 0,
+                c.changeId, c.componentId, c.instanceId, c.isSynced ? 1 : 0, c.utcDateChanged.description,
+            ])
+            try statement.execute()
+        }
+    }
+}

@@ -1,0 +1,203 @@
+public import EventLog
+import GRDB
+public import Logging
+import Metrics
+public import ServiceLifecycle
+import Synchronization
+public import TributaryCore
+
+/// Keeps every view up to date with the log: catches up in batches, then follows the tail (woken
+/// by commits, not polling). Each batch's rows and each projector's new checkpoint commit in one
+/// SQLite transaction, so a crash never leaves a view ahead of or behind its checkpoint.
+public final class ProjectionRunner: Service, Sendable {
+    public let log: EntityChangeLog
+    public let views: ViewStore
+    public let projectors: [any Projector]
+    let batchSize: Int
+    let logger: Logger
+    private let state = Mutex(State())
+    private let lagGauge = Gauge(label: "tributary.views.lag")
+
+    private struct State {
+        var checkpoints: [String: EntityChangeID] = [:]
+        var nextToken = 0
+        var waiters: [Int: (EntityChangeID, CheckedContinuation<Void, any Error>)] = [:]
+    }
+
+    public init(
+        log: EntityChangeLog, views: ViewStore, projectors: [any Projector] = StandardProjectors.all,
+        batchSize: Int = 10_000, logger: Logger
+    ) {
+        self.log = log
+        self.views = views
+        self.projectors = projectors
+        self.batchSize = batchSize
+        self.logger = logger
+    }
+
+    /// Creates missing views, and rebuilds from id 0 a view whose schema version changed or
+    /// whose checkpoint is past the log head (the log was replaced by an older copy).
+    public func prepare() async throws {
+        let head = log.head
+        let projectors = self.projectors
+        let logger = self.logger
+        let checkpoints = try await views.pool.write { db -> [String: EntityChangeID] in
+            let states = try ViewStore.states(db)
+            var checkpoints: [String: EntityChangeID] = [:]
+            for projector in projectors {
+                let reason: String?
+                if let s = states[projector.name] {
+                    if s.schemaVersion != projector.schemaVersion {
+                        reason = "schema version \(s.schemaVersion) → \(projector.schemaVersion)"
+                    } else if s.lastEntityChangeId > head {
+                        reason = "checkpoint \(s.lastEntityChangeId) is past the log head \(head)"
+                    } else {
+                        reason = nil
+                    }
+                } else {
+                    reason = "new view"
+                }
+                if let reason {
+                    logger.notice(
+                        "rebuilding view from the log",
+                        metadata: ["views.projector": "\(projector.name)", "views.reason": "\(reason)"])
+                    try ViewStore.reset(db, projector)
+                    checkpoints[projector.name] = .zero
+                } else {
+                    checkpoints[projector.name] = states[projector.name]!.lastEntityChangeId
+                }
+            }
+            return checkpoints
+        }
+        state.withLock { $0.checkpoints = checkpoints }
+        publish()
+    }
+
+    /// Drops and rebuilds `projectors` (all by default) from the log.
+    public func rebuild(
+        _ names: [String] = [], progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)? = nil
+    ) async throws {
+        let selected = names.isEmpty ? projectors : try StandardProjectors.named(names)
+        try await views.pool.write { db in
+            for projector in selected { try ViewStore.reset(db, projector) }
+        }
+        state.withLock { s in
+            for projector in selected { s.checkpoints[projector.name] = .zero }
+        }
+        try await catchUp(progress: progress)
+    }
+
+    /// Projects everything up to the log head as of the call.
+    public func catchUp(progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)? = nil) async throws {
+        if state.withLock({ $0.checkpoints.isEmpty }) { try await prepare() }
+        let target = log.head
+        var page = try readPage(after: minimumCheckpoint)
+        while let last = page.last?.id {
+            // Read the next page from the log while SQLite writes this one.
+            async let following = readPage(after: last)
+            try await apply(page)
+            progress?(last, target)
+            if last >= target {
+                _ = try await following
+                break
+            }
+            page = try await following
+        }
+    }
+
+    /// Runs until cancelled or graceful shutdown: catch up, then follow the tail.
+    public func run() async throws {
+        try await catchUp()
+        do {
+            for try await page in log.tail(after: minimumCheckpoint, pageSize: batchSize).cancelOnGracefulShutdown() {
+                try await apply(page)
+            }
+        } catch is CancellationError {
+            return
+        }
+    }
+
+    private func readPage(after id: EntityChangeID) throws -> [LoggedChange] {
+        try log.changes(after: id, limit: batchSize)
+    }
+
+    var minimumCheckpoint: EntityChangeID {
+        state.withLock { $0.checkpoints.values.min() ?? .zero }
+    }
+
+    /// Applies a page to every projector not yet past it, in one transaction.
+    func apply(_ page: [LoggedChange]) async throws {
+        guard let last = page.last?.id else { return }
+        let checkpoints = state.withLock { $0.checkpoints }
+        let work = projectors.filter { (checkpoints[$0.name] ?? .zero) < last }
+        guard !work.isEmpty else { return }
+        try await views.pool.write { db in
+            for projector in work {
+                let from = checkpoints[projector.name] ?? .zero
+                let start = page.firstIndex { $0.id > from } ?? page.endIndex
+                try projector.apply(page[start...], db)
+                try ViewStore.setCheckpoint(db, projector.name, last)
+            }
+        }
+        state.withLock { s in
+            for projector in work { s.checkpoints[projector.name] = last }
+        }
+        publish()
+    }
+
+    /// Each view's checkpoint.
+    public var checkpoints: [String: EntityChangeID] { state.withLock { $0.checkpoints } }
+
+    /// How far the slowest view trails the log head.
+    public var lag: UInt64 {
+        let head = log.head.rawValue
+        return head - min(head, minimumCheckpoint.rawValue)
+    }
+
+    private func publish() {
+        let reached = minimumCheckpoint
+        lagGauge.record(Double(log.head.rawValue - min(log.head.rawValue, reached.rawValue)))
+        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            var ready: [CheckedContinuation<Void, any Error>] = []
+            for (token, (id, continuation)) in s.waiters where id <= reached {
+                ready.append(continuation)
+                s.waiters[token] = nil
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Returns once every view has projected `id` (it may not exist yet when called).
+    ///
+    /// - Throws: `ProjectionError.timeout` after `timeout`; `CancellationError`.
+    public func waitFor(_ id: EntityChangeID, timeout: Duration) async throws {
+        let token = state.withLock { s -> Int in
+            s.nextToken += 1
+            return s.nextToken
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                        let done = self.state.withLock { s -> Bool in
+                            if (s.checkpoints.values.min() ?? .zero) >= id { return true }
+                            s.waiters[token] = (id, continuation)
+                            return false
+                        }
+                        if done { continuation.resume() }
+                    }
+                } onCancel: {
+                    let continuation = self.state.withLock { $0.waiters.removeValue(forKey: token)?.1 }
+                    continuation?.resume(throwing: CancellationError())
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw ProjectionError(.timeout, "the views did not reach change \(id) within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+}

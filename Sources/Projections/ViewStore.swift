@@ -1,0 +1,80 @@
+import Foundation
+public import GRDB
+public import TributaryCore
+
+/// `<data>/views.sqlite`: the projected views and `projector_state`, in WAL mode so readers
+/// never block the projector (and the projector never blocks them).
+public final class ViewStore: Sendable {
+    public let path: String
+    public let pool: DatabasePool
+
+    /// Opens (creating unless `readOnly`) the views database.
+    public init(path: String, readOnly: Bool = false) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.readonly = readOnly
+        configuration.label = "views"
+        configuration.prepareDatabase { db in
+            // Views are derived and rebuildable: NORMAL keeps WAL safe from corruption without an
+            // fsync per projected batch.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        if !readOnly {
+            try pool.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE IF NOT EXISTS projector_state (
+                            projector TEXT PRIMARY KEY NOT NULL,
+                            lastEntityChangeId INTEGER NOT NULL,
+                            schemaVersion INTEGER NOT NULL,
+                            rebuiltAt TEXT)
+                        """)
+            }
+        }
+    }
+
+    public static func path(inDataDirectory dataDirectory: String) -> String { dataDirectory + "/views.sqlite" }
+
+    /// A projector's bookkeeping row.
+    public struct State: Sendable, Hashable {
+        public var projector: String
+        public var lastEntityChangeId: EntityChangeID
+        public var schemaVersion: Int
+    }
+
+    /// Every projector's state, by name.
+    public func states() throws -> [String: State] {
+        try pool.read { db in try ViewStore.states(db) }
+    }
+
+    static func states(_ db: Database) throws -> [String: State] {
+        guard try db.tableExists("projector_state") else { return [:] }
+        var states: [String: State] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT projector, lastEntityChangeId, schemaVersion FROM projector_state")
+        {
+            let name: String = row[0]
+            let id: Int64 = row[1]
+            states[name] = State(projector: name, lastEntityChangeId: EntityChangeID(UInt64(id)), schemaVersion: row[2])
+        }
+        return states
+    }
+
+    static func setCheckpoint(_ db: Database, _ projector: String, _ id: EntityChangeID) throws {
+        try db.cachedStatement(sql: "UPDATE projector_state SET lastEntityChangeId = ? WHERE projector = ?")
+            .execute(arguments: [Int64(bitPattern: id.rawValue), projector])
+    }
+
+    /// Drops a projector's tables and creates them empty at checkpoint 0.
+    static func reset(_ db: Database, _ projector: any Projector) throws {
+        try projector.dropTables(db)
+        try projector.createTables(db)
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO projector_state (projector, lastEntityChangeId, schemaVersion, rebuiltAt)
+                VALUES (?, 0, ?, ?)
+                """, arguments: [projector.name, projector.schemaVersion, UTCDateTime.now().description])
+    }
+
+    public func close() throws { try pool.close() }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Tributary
+
+/// Opens a data directory for writing (views included).
+func openForWriting(_ data: String) throws -> Store {
+    do {
+        return try Store(dataDirectory: data, logger: Logger(label: "tributary"))
+    } catch {
+        throw fail("\(error)")
+    }
+}
+
+struct RebuildCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rebuild",
+        abstract: "Drop views and rebuild them from the log.",
+        discussion: "Views: trilium (Trilium's synced tables), entity_changes. Without names, all of them.")
+
+    @OptionGroup var options: DataOptions
+    @Argument(help: "Views to rebuild (default: all).") var views: [String] = []
+
+    func run() async throws {
+        let store = try openForWriting(options.data)
+        defer { store.close() }
+        guard let projections = store.projections else { throw fail("no views in \(options.data)") }
+        let bar = ProgressBar()
+        let started = Date()
+        do {
+            try await projections.rebuild(views) { done, target in
+                bar.update(done: Int(done.rawValue), total: Int(target.rawValue), unit: "changes")
+            }
+        } catch {
+            bar.finish()
+            throw fail("\(error)")
+        }
+        bar.finish()
+        let seconds = Date().timeIntervalSince(started)
+        let head = store.log.head.rawValue
+        print(
+            "rebuilt \(views.isEmpty ? "all views" : views.joined(separator: ", ")) from \(head) changes in "
+                + "\(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", Double(head) / max(seconds, 1e-9))) changes/s)"
+        )
+    }
+}
+
+struct ProjectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "project",
+        abstract: "Bring the views up to the log head (rebuilding any whose schema changed).")
+
+    @OptionGroup var options: DataOptions
+
+    func run() async throws {
+        let store = try openForWriting(options.data)
+        defer { store.close() }
+        guard let projections = store.projections else { throw fail("no views in \(options.data)") }
+        let bar = ProgressBar()
+        do {
+            try await projections.prepare()
+            try await projections.catchUp { done, target in
+                bar.update(done: Int(done.rawValue), total: Int(target.rawValue), unit: "changes")
+            }
+        } catch {
+            bar.finish()
+            throw fail("\(error)")
+        }
+        bar.finish()
+        let at = projections.checkpoints.map { "\($0.key) @ \($0.value)" }.sorted().joined(separator: ", ")
+        print("views up to date: \(at)")
+    }
+}
