@@ -24,28 +24,47 @@ public struct EntityChangesProjector: Projector {
                     componentId TEXT NOT NULL,
                     instanceId TEXT NOT NULL,
                     isSynced INTEGER NOT NULL,
-                    utcDateChanged TEXT NOT NULL);
-                CREATE UNIQUE INDEX IDX_entityChanges_entityName_entityId ON entity_changes (entityName, entityId);
-                CREATE INDEX IDX_entity_changes_changeId ON entity_changes (changeId);
-                CREATE INDEX IDX_entity_changes_isSynced_id ON entity_changes (isSynced, id);
+                    utcDateChanged TEXT NOT NULL)
                 """)
     }
 
+    public func createIndexes(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE UNIQUE INDEX IF NOT EXISTS IDX_entityChanges_entityName_entityId ON entity_changes (entityName, entityId);
+                CREATE INDEX IF NOT EXISTS IDX_entity_changes_changeId ON entity_changes (changeId);
+                CREATE INDEX IF NOT EXISTS IDX_entity_changes_isSynced_id ON entity_changes (isSynced, id);
+                """)
+    }
+
+    static let insertSQL = """
+        INSERT OR REPLACE INTO entity_changes
+        (id, entityName, entityId, hash, isErased, changeId, componentId, instanceId, isSynced, utcDateChanged)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+
     public func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws {
         // The unique (entityName, entityId) index makes REPLACE drop the entity's older row.
-        let statement = try db.cachedStatement(
-            sql: """
-                INSERT OR REPLACE INTO entity_changes
-                (id, entityName, entityId, hash, isErased, changeId, componentId, instanceId, isSynced, utcDateChanged)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
+        let statement = try db.cachedStatement(sql: EntityChangesProjector.insertSQL)
+        for logged in changes { try insert(logged, statement) }
+    }
+
+    public func load(_ changes: ArraySlice<LoggedChange>, _ db: Database, rows: inout [EntityKey: Int64]) throws {
+        let statement = try db.cachedStatement(sql: EntityChangesProjector.insertSQL)
+        let delete = try db.cachedStatement(sql: "DELETE FROM entity_changes WHERE id = ?")
         for logged in changes {
-            let c = logged.change
-            statement.setUncheckedArguments([
-                Int64(bitPattern: logged.id.rawValue), c.entityName.rawValue, c.entityId, c.hash, c.isErased ? 1 : 0,
-                c.changeId, c.componentId, c.instanceId, c.isSynced ? 1 : 0, c.utcDateChanged.description,
-            ])
-            try statement.execute()
+            let id = Int64(bitPattern: logged.id.rawValue)
+            if let old = rows.updateValue(id, forKey: logged.change.key) { try delete.execute(arguments: [old]) }
+            try insert(logged, statement)
         }
+    }
+
+    private func insert(_ logged: LoggedChange, _ statement: Statement) throws {
+        let c = logged.change
+        statement.setUncheckedArguments([
+            Int64(bitPattern: logged.id.rawValue), c.entityName.rawValue, c.entityId, c.hash, c.isErased ? 1 : 0,
+            c.changeId, c.componentId, c.instanceId, c.isSynced ? 1 : 0, c.utcDateChanged.description,
+        ])
+        try statement.execute()
     }
 }

@@ -39,52 +39,83 @@ public final class ProjectionRunner: Service, Sendable {
     /// whose checkpoint is past the log head (the log was replaced by an older copy).
     public func prepare() async throws {
         let head = log.head
-        let projectors = self.projectors
-        let logger = self.logger
-        let checkpoints = try await views.pool.write { db -> [String: EntityChangeID] in
-            let states = try ViewStore.states(db)
-            var checkpoints: [String: EntityChangeID] = [:]
-            for projector in projectors {
-                let reason: String?
-                if let s = states[projector.name] {
-                    if s.schemaVersion != projector.schemaVersion {
-                        reason = "schema version \(s.schemaVersion) → \(projector.schemaVersion)"
-                    } else if s.lastEntityChangeId > head {
-                        reason = "checkpoint \(s.lastEntityChangeId) is past the log head \(head)"
-                    } else {
-                        reason = nil
-                    }
+        let states = try await views.pool.read { db in try ViewStore.states(db) }
+        var checkpoints: [String: EntityChangeID] = [:]
+        var stale: [any Projector] = []
+        for projector in projectors {
+            let reason: String
+            if let s = states[projector.name] {
+                if s.schemaVersion != projector.schemaVersion {
+                    reason = "schema version \(s.schemaVersion) → \(projector.schemaVersion)"
+                } else if s.lastEntityChangeId > head {
+                    reason = "checkpoint \(s.lastEntityChangeId) is past the log head \(head)"
                 } else {
-                    reason = "new view"
+                    checkpoints[projector.name] = s.lastEntityChangeId
+                    continue
                 }
-                if let reason {
-                    logger.notice(
-                        "rebuilding view from the log",
-                        metadata: ["views.projector": "\(projector.name)", "views.reason": "\(reason)"])
-                    try ViewStore.reset(db, projector)
-                    checkpoints[projector.name] = .zero
-                } else {
-                    checkpoints[projector.name] = states[projector.name]!.lastEntityChangeId
-                }
+            } else {
+                reason = "new view"
             }
-            return checkpoints
+            logger.notice(
+                "rebuilding view from the log",
+                metadata: ["views.projector": "\(projector.name)", "views.reason": "\(reason)"])
+            stale.append(projector)
         }
-        state.withLock { $0.checkpoints = checkpoints }
+        state.withLock { $0.checkpoints.merge(checkpoints) { _, new in new } }
+        if !stale.isEmpty { try await build(stale, progress: nil) }
         publish()
     }
 
-    /// Drops and rebuilds `projectors` (all by default) from the log.
+    /// Drops and rebuilds views (all by default) from the log.
     public func rebuild(
         _ names: [String] = [], progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)? = nil
     ) async throws {
         let selected = names.isEmpty ? projectors : try StandardProjectors.named(names)
-        try await views.pool.write { db in
-            for projector in selected { try ViewStore.reset(db, projector) }
+        if state.withLock({ $0.checkpoints.isEmpty }) { try await prepare() }
+        try await build(selected, progress: progress)
+    }
+
+    /// Builds views from scratch up to the head in one transaction: readers keep seeing the old
+    /// views until it commits, and a crash leaves them as they were. Rows are loaded into tables
+    /// without indexes, which are created once at the end.
+    func build(_ selected: [any Projector], progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)?)
+        async throws
+    {
+        let target = log.head
+        let log = self.log
+        let batchSize = self.batchSize
+        let reached = try await views.pool.write { db -> EntityChangeID in
+            var rows = Array(repeating: [EntityKey: Int64](), count: selected.count)
+            for projector in selected {
+                try projector.dropTables(db)
+                try projector.createTables(db)
+            }
+            var cursor = EntityChangeID.zero
+            while cursor < target {
+                let page = try log.changes(after: cursor, limit: batchSize).prefix { $0.id <= target }
+                guard let last = page.last?.id else { break }
+                for (i, projector) in selected.enumerated() { try projector.load(page[...], db, rows: &rows[i]) }
+                cursor = last
+                progress?(cursor, target)
+            }
+            for projector in selected {
+                try projector.createIndexes(db)
+                try db.execute(
+                    sql: """
+                        INSERT OR REPLACE INTO projector_state (projector, lastEntityChangeId, schemaVersion, rebuiltAt)
+                        VALUES (?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        projector.name, Int64(bitPattern: cursor.rawValue), projector.schemaVersion,
+                        UTCDateTime.now().description,
+                    ])
+            }
+            return cursor
         }
         state.withLock { s in
-            for projector in selected { s.checkpoints[projector.name] = .zero }
+            for projector in selected { s.checkpoints[projector.name] = reached }
         }
-        try await catchUp(progress: progress)
+        publish()
     }
 
     /// Projects everything up to the log head as of the call.

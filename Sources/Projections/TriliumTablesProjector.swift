@@ -20,27 +20,35 @@ public struct TriliumTablesProjector: Projector {
     struct Table {
         let entity: EntityName
         let columns: [Column]
+        let defaults: [DatabaseValue]
         let indexes: [String]
-        var name: String { entity.rawValue }
-        var primaryKey: String { columns[0].name }
+        let name: String
+        let primaryKey: String
         /// Column name → index in `columns`.
         let position: [String: Int]
+        let insertSQL: String
+        let replaceSQL: String
+        let createSQL: String
 
         init(_ entity: EntityName, _ columns: [Column], indexes: [String] = []) {
             self.entity = entity
             self.columns = columns
-            self.indexes = indexes
+            name = entity.rawValue
+            primaryKey = columns[0].name
+            defaults = columns.map { $0.defaultValue }
+            // The key is a unique index rather than a PRIMARY KEY so a rebuild can load rows
+            // first and index them once (docs/decisions/0006).
+            self.indexes =
+                [
+                    "CREATE UNIQUE INDEX IF NOT EXISTS IDX_\(entity.rawValue)_pk ON \(entity.rawValue) (\(columns[0].name))"
+                ]
+                + indexes.map { $0.replacingOccurrences(of: "CREATE INDEX ", with: "CREATE INDEX IF NOT EXISTS ") }
             position = Dictionary(uniqueKeysWithValues: columns.enumerated().map { ($1.name, $0) })
-        }
-
-        var insertSQL: String {
             let names = columns.map(\.name) + ["extra"]
-            return "INSERT OR REPLACE INTO \(name) (\(names.joined(separator: ", "))) VALUES ("
-                + Array(repeating: "?", count: names.count).joined(separator: ", ") + ")"
-        }
-
-        var createSQL: String {
-            var parts = ["\(columns[0].name) \(columns[0].type) PRIMARY KEY NOT NULL"]
+            let values = Array(repeating: "?", count: names.count).joined(separator: ", ")
+            insertSQL = "INSERT INTO \(name) (\(names.joined(separator: ", "))) VALUES (\(values))"
+            replaceSQL = "INSERT OR REPLACE INTO \(name) (\(names.joined(separator: ", "))) VALUES (\(values))"
+            var parts = ["\(columns[0].name) \(columns[0].type) NOT NULL"]
             for column in columns.dropFirst() {
                 var part = "\(column.name) \(column.type)"
                 switch column.defaultValue.storage {
@@ -51,7 +59,7 @@ public struct TriliumTablesProjector: Projector {
                 parts.append(part)
             }
             parts.append("extra TEXT")
-            return "CREATE TABLE \(name) (\(parts.joined(separator: ", ")))"
+            createSQL = "CREATE TABLE \(name) (\(parts.joined(separator: ", ")))"
         }
     }
 
@@ -139,8 +147,11 @@ public struct TriliumTablesProjector: Projector {
     }
 
     public func createTables(_ db: Database) throws {
+        for table in TriliumTablesProjector.tables { try db.execute(sql: table.createSQL) }
+    }
+
+    public func createIndexes(_ db: Database) throws {
         for table in TriliumTablesProjector.tables {
-            try db.execute(sql: table.createSQL)
             for index in table.indexes { try db.execute(sql: index) }
         }
     }
@@ -149,7 +160,12 @@ public struct TriliumTablesProjector: Projector {
         for logged in changes {
             let change = logged.change
             if change.entityName == .noteReordering {
-                try reorder(logged, db)
+                try reorder(logged, db) { branchId in
+                    (
+                        try db.cachedStatement(sql: "UPDATE branches SET notePosition = ? WHERE branchId = ?"),
+                        branchId.databaseValue
+                    )
+                }
                 continue
             }
             guard let table = TriliumTablesProjector.byEntity[change.entityName] else { continue }
@@ -158,42 +174,76 @@ public struct TriliumTablesProjector: Projector {
                     .execute(arguments: [change.entityId])
                 continue
             }
-            guard let entity = logged.entity else { continue }
-            let row: JSONObject
-            do {
-                row = try entity.object()
-            } catch {
-                throw ProjectionError(.badChange, "change \(logged.id): \(error)")
-            }
-            var values = table.columns.map(\.defaultValue)
-            var extra: [JSONObject.Member] = []
-            for member in row.members {
-                if let i = table.position[member.key] {
-                    values[i] = databaseValue(member.value, blob: table.entity == .blobs && i == 1)
-                } else {
-                    extra.removeAll { $0.key == member.key }
-                    extra.append(member)
-                }
-            }
-            values[0] = change.entityId.databaseValue
-            values.append(
-                extra.isEmpty
-                    ? .null
-                    : String(decoding: JSONValue.object(JSONObject(extra)).jsonBytes, as: UTF8.self).databaseValue)
-            let statement = try db.cachedStatement(sql: table.insertSQL)
+            guard let values = try rowValues(logged, table) else { continue }
+            let statement = try db.cachedStatement(sql: table.replaceSQL)
             statement.setUncheckedArguments(StatementArguments(values))
             try statement.execute()
         }
     }
 
+    public func load(_ changes: ArraySlice<LoggedChange>, _ db: Database, rows: inout [EntityKey: Int64]) throws {
+        for logged in changes {
+            let change = logged.change
+            if change.entityName == .noteReordering {
+                let known = rows
+                try reorder(logged, db) { branchId in
+                    guard let rowid = known[EntityKey(.branches, branchId)] else { return nil }
+                    return (
+                        try db.cachedStatement(sql: "UPDATE branches SET notePosition = ? WHERE rowid = ?"),
+                        rowid.databaseValue
+                    )
+                }
+                continue
+            }
+            guard let table = TriliumTablesProjector.byEntity[change.entityName] else { continue }
+            if let old = rows.removeValue(forKey: change.key) {
+                try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE rowid = ?").execute(arguments: [old])
+            }
+            guard !change.isErased, let values = try rowValues(logged, table) else { continue }
+            let statement = try db.cachedStatement(sql: table.insertSQL)
+            statement.setUncheckedArguments(StatementArguments(values))
+            try statement.execute()
+            rows[change.key] = db.lastInsertedRowID
+        }
+    }
+
+    /// The row's values in column order, then `extra` (unknown members as a JSON object).
+    private func rowValues(_ logged: LoggedChange, _ table: Table) throws -> [DatabaseValue]? {
+        guard let entity = logged.entity else { return nil }
+        let row: JSONObject
+        do {
+            row = try entity.object()
+        } catch {
+            throw ProjectionError(.badChange, "change \(logged.id): \(error)")
+        }
+        var values = table.defaults
+        var extra: [JSONObject.Member] = []
+        for member in row.members {
+            if let i = table.position[member.key] {
+                values[i] = databaseValue(member.value, blob: table.entity == .blobs && i == 1)
+            } else {
+                extra.removeAll { $0.key == member.key }
+                extra.append(member)
+            }
+        }
+        values[0] = logged.change.entityId.databaseValue
+        values.append(
+            extra.isEmpty
+                ? .null : String(decoding: JSONValue.object(JSONObject(extra)).jsonBytes, as: UTF8.self).databaseValue)
+        return values
+    }
+
     /// `note_reordering`: the new positions of a parent's branches (Trilium updates only
     /// `notePosition`, without touching anything else).
-    private func reorder(_ logged: LoggedChange, _ db: Database) throws {
+    private func reorder(
+        _ logged: LoggedChange, _ db: Database, _ locate: (String) throws -> (Statement, DatabaseValue)?
+    ) throws {
         guard let positions = try? logged.entity?.object() else { return }
-        let statement = try db.cachedStatement(sql: "UPDATE branches SET notePosition = ? WHERE branchId = ?")
         for member in positions.members {
-            guard case .number(let text) = member.value, let position = Int64(text) else { continue }
-            try statement.execute(arguments: [position, member.key])
+            guard case .number(let text) = member.value, let position = Int64(text),
+                let (statement, row) = try locate(member.key)
+            else { continue }
+            try statement.execute(arguments: [position, row])
         }
     }
 

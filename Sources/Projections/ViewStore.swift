@@ -65,16 +65,5 @@ public final class ViewStore: Sendable {
             .execute(arguments: [Int64(bitPattern: id.rawValue), projector])
     }
 
-    /// Drops a projector's tables and creates them empty at checkpoint 0.
-    static func reset(_ db: Database, _ projector: any Projector) throws {
-        try projector.dropTables(db)
-        try projector.createTables(db)
-        try db.execute(
-            sql: """
-                INSERT OR REPLACE INTO projector_state (projector, lastEntityChangeId, schemaVersion, rebuiltAt)
-                VALUES (?, 0, ?, ?)
-                """, arguments: [projector.name, projector.schemaVersion, UTCDateTime.now().description])
-    }
-
     public func close() throws { try pool.close() }
 }

@@ -48,7 +48,10 @@ public enum ViewVerifier {
             var configuration = Configuration()
             configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
             let scratch = try DatabaseQueue(path: path, configuration: configuration)
-            try await scratch.write { db in try projector.createTables(db) }
+            try await scratch.write { db in
+                try projector.createTables(db)
+                try projector.createIndexes(db)
+            }
             var cursor = EntityChangeID.zero
             while cursor < state.lastEntityChangeId {
                 let page = try log.changes(after: cursor, limit: 10_000).filter { $0.id <= state.lastEntityChangeId }

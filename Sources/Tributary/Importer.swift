@@ -72,7 +72,10 @@ public struct Importer: Sendable {
             batch.reserveCapacity(batchSize)
             var lines: [Int] = []
             var parseError: ImportError?
-            while batch.count < batchSize, let line = try reader.next() {
+            while batch.count < batchSize {
+                // About to wait for input (a live pipe): acknowledge what is in flight first.
+                if !reader.hasBufferedLine { try await settle() }
+                guard let line = try reader.next() else { break }
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 lines.append(reader.lineNumber)
                 do {

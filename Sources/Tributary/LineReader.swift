@@ -12,6 +12,9 @@ struct LineReader {
 
     init(fd: Int32) { self.fd = fd }
 
+    /// Whether `next()` can return without reading (a whole line, or the end, is buffered).
+    var hasBufferedLine: Bool { eof || buffer[start...].contains(0x0A) }
+
     /// The next line (without its terminator), or nil at the end of input.
     mutating func next() throws -> ArraySlice<UInt8>? {
         while true {

@@ -17,6 +17,7 @@ public final class Store: Sendable {
     public let views: ViewStore?
     /// Keeps the views up to date with the log (nil without views or when read-only).
     public let projections: ProjectionRunner?
+    let logger: Logger
 
     public enum Durability: String, Sendable, CaseIterable {
         /// Every commit is fsynced before it is acknowledged (default).
@@ -34,6 +35,7 @@ public final class Store: Sendable {
         logConfiguration: EntityChangeLog.Configuration = .init(), logger: Logger
     ) throws {
         self.dataDirectory = dataDirectory
+        self.logger = logger
         var configuration = logConfiguration
         configuration.readOnly = readOnly
         configuration.fsync = durability == .fsync
@@ -55,6 +57,11 @@ public final class Store: Sendable {
             log.close()
             throw error
         }
+    }
+
+    /// A runner over this store's views with its own batch size (the shared one uses 10 000).
+    public func makeProjections(batchSize: Int) -> ProjectionRunner {
+        ProjectionRunner(log: log, views: views!, batchSize: batchSize, logger: logger)
     }
 
     public static func logPath(_ dataDirectory: String) -> String { dataDirectory + "/log" }

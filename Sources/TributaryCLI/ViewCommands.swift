@@ -51,11 +51,17 @@ struct ProjectCommand: AsyncParsableCommand {
         abstract: "Bring the views up to the log head (rebuilding any whose schema changed).")
 
     @OptionGroup var options: DataOptions
+    @Option(help: "Changes per projected transaction.") var batchSize: Int = 10_000
+
+    func validate() throws {
+        guard (1...1_000_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1-1000000") }
+    }
 
     func run() async throws {
         let store = try openForWriting(options.data)
         defer { store.close() }
-        guard let projections = store.projections else { throw fail("no views in \(options.data)") }
+        guard store.views != nil else { throw fail("no views in \(options.data)") }
+        let projections = store.makeProjections(batchSize: batchSize)
         let bar = ProgressBar()
         do {
             try await projections.prepare()

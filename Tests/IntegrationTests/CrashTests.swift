@@ -1,5 +1,6 @@
 import EventLog
 import Foundation
+import Projections
 import Subprocess
 import SystemPackage
 import Testing
@@ -132,38 +133,90 @@ import TributaryTesting
             let data = dir + "/data"
             let records = SampleEvents(seed: 13).records(300)
             _ = try await runTributary(["import", "--data", data, try writeJSONLines(records, to: dir + "/in.jsonl")])
-            // A writer that holds the directory while it waits for input on stdin.
+            // A writer that holds the directory while it waits for more input on stdin; its first
+            // acknowledged record proves it holds the writer lock.
+            let extra = SampleEvents(seed: 14).records(2)
             _ = try await Subprocess.run(
-                .path(FilePath(TributaryBinary.path)), arguments: ["import", "--data", data, "-"],
-                input: .inputWriter, output: .discarded, error: .discarded
+                .path(FilePath(TributaryBinary.path)),
+                arguments: ["import", "--data", data, "--batch-size", "1", "--print-acks", "-"],
+                input: .inputWriter, output: .sequence, error: .discarded
             ) { execution in
-                // Give the child time to open the directory.
-                var opened = false
-                for _ in 0..<100 {
-                    try await Task.sleep(for: .milliseconds(50))
-                    do {
-                        let store = try Store(dataDirectory: data, logger: logger)
-                        store.close()
-                    } catch let error as EventLogError where error.code == .directoryInUse {
-                        opened = true
-                        break
-                    }
-                }
-                #expect(opened, "the child never took the writer lock")
+                _ = try await execution.standardInputWriter.write(Array(extra[0].wireJSON() + [0x0A]))
+                var lines = execution.standardOutput.strings().makeAsyncIterator()
+                let ack = try await lines.next()
+                #expect(ack?.hasPrefix("ack 301 301") == true, "\(String(describing: ack))")
+                #expect {
+                    _ = try Store(dataDirectory: data, logger: logger)
+                } throws: { ($0 as? EventLogError)?.code == .directoryInUse }
                 let second = try await runTributary(["import", "--data", data, dir + "/in.jsonl"])
                 #expect(second.exitCode == 1)
                 #expect(second.standardError.contains("open for writing by another process"))
                 // Readers are not blocked by the writer.
                 let replay = try await runTributary(["replay", "--data", data])
                 #expect(replay.exitCode == 0)
-                #expect(replay.standardOutput.split(separator: "\n").count == 300)
+                #expect(replay.standardOutput.split(separator: "\n").count == 301)
                 let status = try await runTributary(["status", "--data", data])
                 #expect(status.exitCode == 0)
-                _ = try await execution.standardInputWriter.write(
-                    Array(SampleEvents(seed: 14).records(3)[0].wireJSON() + [0x0A]))
+                _ = try await execution.standardInputWriter.write(Array(extra[1].wireJSON() + [0x0A]))
                 try await execution.standardInputWriter.finish()
+                while try await lines.next() != nil {}
             }
-            try withReadOnlyStore(data) { store throws in #expect(store.log.head == 301) }
+            try withReadOnlyStore(data) { store throws in #expect(store.log.head == 302) }
+        }
+    }
+}
+
+/// SIGKILL `tributary project` while it projects: no view's checkpoint may run ahead of (or
+/// behind) its rows, and the views converge to a rebuild.
+@Suite(.timeLimit(.minutes(5))) struct ProjectionCrashTests {
+    @Test func killedProjectionsNeverLeaveAViewOutOfStepWithItsCheckpoint() async throws {
+        try await withTemporaryDirectory { dir in
+            let data = dir + "/data"
+            let records = SampleEvents(seed: 31).records(14_000)
+            // The first 2000 get built views (the bulk path); each round then imports 1500 more
+            // without projecting them, and a `project` that catches up incrementally is killed.
+            _ = try await runTributary([
+                "import", "--data", data, try writeJSONLines(Array(records[..<2000]), to: dir + "/a.jsonl"),
+            ])
+            var rng = SplitMix64(seed: 7)
+            var killed = 0
+            var checkpoints: Set<UInt64> = []
+            for round in 0..<8 {
+                let chunk = Array(records[(2000 + round * 1500)..<(3500 + round * 1500)])
+                let more = try await runTributary([
+                    "import", "--data", data, "--no-views", try writeJSONLines(chunk, to: dir + "/r.jsonl"),
+                ])
+                #expect(more.exitCode == 0, "\(more.standardError)")
+                let delay = Duration.milliseconds(30 + Int(rng.next() % 400))
+                let result = try await Subprocess.run(
+                    .path(FilePath(TributaryBinary.path)),
+                    arguments: ["project", "--data", data, "--batch-size", "300"],
+                    input: .none, output: .discarded, error: .discarded
+                ) { execution in
+                    try await Task.sleep(for: delay)
+                    try? execution.send(signal: .kill)
+                }
+                if result.terminationStatus != .exited(0) { killed += 1 }
+                let store = try Store(dataDirectory: data, readOnly: true, logger: logger)
+                defer { store.close() }
+                let states = try #require(try store.views?.states())
+                for state in states.values {
+                    #expect(state.lastEntityChangeId <= store.log.head)
+                    checkpoints.insert(state.lastEntityChangeId.rawValue)
+                }
+                let differences = try await ViewVerifier.verify(
+                    log: store.log, views: store.views!, scratchDirectory: dir)
+                #expect(differences.isEmpty, "\(differences)")
+            }
+            #expect(killed >= 3, "only \(killed) of 8 runs were killed mid-way")
+            #expect(checkpoints.count >= 3, "the kills all landed at the same checkpoint: \(checkpoints)")
+            let finish = try await runTributary(["project", "--data", data])
+            #expect(finish.exitCode == 0)
+            let verify = try await runTributary(["verify", "--data", data])
+            #expect(verify.exitCode == 0, "\(verify.standardOutput)")
+            #expect(
+                verify.standardOutput.contains(
+                    "ok: views equal a rebuild from the log (entity_changes @ 14000, trilium @ 14000)"))
         }
     }
 }

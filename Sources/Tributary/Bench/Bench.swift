@@ -39,7 +39,7 @@ public struct BenchResult: Sendable {
 
 /// `tributary bench`: end-to-end workloads through the real apply path and log, in this process.
 public struct Bench: Sendable {
-    public static let workloads = ["W1-append", "W2-scan"]
+    public static let workloads = ["W1-append", "W2-scan", "W5-rebuild"]
 
     public var workloads: [String]
     public var events: Int?
@@ -126,6 +126,22 @@ public struct Bench: Sendable {
         if workloads.contains("W2-scan") {
             report(try scanChecked(store, records.count, bytes))
             report(try scanDecoded(store, records.count, bytes))
+        }
+        if workloads.contains("W5-rebuild"), let projections = store.projections {
+            let started = monotonicSeconds()
+            try await projections.rebuild()
+            let seconds = monotonicSeconds() - started
+            let views = ["", "-wal"].reduce(Int64(0)) { total, suffix in
+                var info = stat()
+                return total + (stat(directory + "/views.sqlite" + suffix, &info) == 0 ? Int64(info.st_size) : 0)
+            }
+            report(
+                BenchResult(
+                    workload: "W5-rebuild", variant: "all-views", events: records.count, seconds: seconds, bytes: bytes,
+                    extra: [
+                        ("views", projections.projectors.map(\.name).joined(separator: "+")),
+                        ("views_mb", String(format: "%.0f", Double(views) / 1e6)),
+                    ]))
         }
     }
 

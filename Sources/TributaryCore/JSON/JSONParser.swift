@@ -185,8 +185,7 @@ public struct JSONParser: ~Copyable {
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
                 position += 1
-                guard let s = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
-                return s
+                return try makeString(slice)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("control character in string") }
@@ -254,6 +253,32 @@ public struct JSONParser: ~Copyable {
             value = value << 4 | d
         }
         return value
+    }
+
+    /// A string from raw bytes: ASCII (checked eight bytes at a time) is copied as is, anything
+    /// else is validated as UTF-8.
+    func makeString(_ slice: UnsafeRawBufferPointer) throws(CoreError) -> String {
+        var ascii = true
+        var i = 0
+        while i + 8 <= slice.count {
+            if slice.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
+                ascii = false
+                break
+            }
+            i += 8
+        }
+        if ascii {
+            while i < slice.count {
+                if slice[i] >= 0x80 {
+                    ascii = false
+                    break
+                }
+                i += 1
+            }
+        }
+        if ascii { return String(decoding: slice.assumingMemoryBound(to: UInt8.self), as: UTF8.self) }
+        guard let s = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+        return s
     }
 
     /// Validates the value at the current position and moves past it, allocating nothing.
