@@ -71,7 +71,13 @@ public final class ProjectionRunner: Service, Sendable {
         _ names: [String] = [], progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)? = nil
     ) async throws {
         let selected = names.isEmpty ? projectors : try StandardProjectors.named(names)
-        if state.withLock({ $0.checkpoints.isEmpty }) { try await prepare() }
+        // The other views keep their checkpoints (no preparing: it could build what we rebuild).
+        let states = try await views.pool.read { db in try ViewStore.states(db) }
+        state.withLock { s in
+            for (name, state) in states where s.checkpoints[name] == nil {
+                s.checkpoints[name] = state.lastEntityChangeId
+            }
+        }
         try await build(selected, progress: progress)
     }
 
@@ -115,12 +121,17 @@ public final class ProjectionRunner: Service, Sendable {
         state.withLock { s in
             for projector in selected { s.checkpoints[projector.name] = reached }
         }
+        // The build went through the WAL in one transaction; fold it back and truncate it.
+        try await views.pool.writeWithoutTransaction { db in
+            _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+        }
         publish()
     }
 
     /// Projects everything up to the log head as of the call.
     public func catchUp(progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)? = nil) async throws {
-        if state.withLock({ $0.checkpoints.isEmpty }) { try await prepare() }
+        let known = state.withLock { $0.checkpoints }
+        if projectors.contains(where: { known[$0.name] == nil }) { try await prepare() }
         let target = log.head
         var page = try readPage(after: minimumCheckpoint)
         while let last = page.last?.id {
