@@ -7,12 +7,22 @@ public struct CurrentEntry: Sendable, Hashable {
     public var isErased: Bool
     public var hash: String
     public var utcDateChanged: UTCDateTime
+    /// Whether the change is shipped to peers (Trilium's non-synced options are not).
+    public var isSynced: Bool
 
-    public init(id: EntityChangeID, isErased: Bool, hash: String, utcDateChanged: UTCDateTime) {
+    public init(id: EntityChangeID, isErased: Bool, hash: String, utcDateChanged: UTCDateTime, isSynced: Bool = true) {
         self.id = id
         self.isErased = isErased
         self.hash = hash
         self.utcDateChanged = utcDateChanged
+        self.isSynced = isSynced
+    }
+
+    /// The entry of a change stored at `id`.
+    public init(id: EntityChangeID, _ change: EntityChange) {
+        self.init(
+            id: id, isErased: change.isErased, hash: change.hash, utcDateChanged: change.utcDateChanged,
+            isSynced: change.isSynced)
     }
 }
 
@@ -42,10 +52,11 @@ enum IndexCoding {
         return EntityKey(name, String(decoding: UnsafeRawBufferPointer(rebasing: key[1...]), as: UTF8.self))
     }
 
-    /// `current` value: id (8, big-endian), isErased (1), utcDateChanged ms (8, little-endian), hash.
+    /// `current` value: id (8, big-endian), flags (1: 1 isErased, 2 not synced), utcDateChanged ms
+    /// (8, little-endian), hash.
     static func currentValue(_ e: CurrentEntry) -> [UInt8] {
         var bytes = idKey(e.id)
-        bytes.append(e.isErased ? 1 : 0)
+        bytes.append((e.isErased ? 1 : 0) | (e.isSynced ? 0 : 2))
         withUnsafeBytes(of: e.utcDateChanged.millisecondsSinceEpoch.littleEndian) { bytes.append(contentsOf: $0) }
         bytes.append(contentsOf: e.hash.utf8)
         return bytes

@@ -328,6 +328,28 @@ public final class EntityChangeLog: Sendable {
         try read { txn in try (MetaKey.userPrefix + name).withBytes { try txn.get(metaDB, $0).map { Array($0) } } }
     }
 
+    /// Visits the latest change of every entity (of `name`, or all), in no particular order.
+    public func forEachCurrent(of name: EntityName? = nil, _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
+        if let error = overlayError.withLock({ $0 }) { throw error }
+        // The overlay snapshot is taken before the transaction (see `current(_:)`).
+        let pending = overlay.withLock { $0.allCurrent }
+        try read { txn in
+            let start = name.map { [$0.code] } ?? []
+            try start.withUnsafeBytes { prefix in
+                try txn.scan(currentDB, from: name == nil ? nil : prefix) { key, value in
+                    guard let entityKey = IndexCoding.entityKey(fromCurrentKey: key) else { return true }
+                    if let name, entityKey.name != name { return false }
+                    guard pending[entityKey] == nil, let entry = IndexCoding.currentEntry(fromValue: value) else {
+                        return true
+                    }
+                    try body(entityKey, entry)
+                    return true
+                }
+            }
+        }
+        for (key, entry) in pending where name == nil || key.name == name { try body(key, entry) }
+    }
+
     /// Entities by name: how many are live and how many erased.
     public func entityCounts() throws -> [EntityName: (live: Int, erased: Int)] {
         let pending = overlay.withLock { $0.allCurrent }

@@ -87,7 +87,7 @@ final class GroupLayer {
         let id = nextId
         records.append(record)
         let c = record.change
-        current[c.key] = CurrentEntry(id: id, isErased: c.isErased, hash: c.hash, utcDateChanged: c.utcDateChanged)
+        current[c.key] = CurrentEntry(id: id, c)
         changeIds[ChangeIdKey(c.changeId)] = id
         return id
     }

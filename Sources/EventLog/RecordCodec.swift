@@ -145,7 +145,9 @@ struct RecordView {
     var key: EntityKey { EntityKey(entityName, entityId) }
 
     var currentEntry: CurrentEntry {
-        CurrentEntry(id: id, isErased: isErased, hash: hash, utcDateChanged: UTCDateTime(millisecondsSinceEpoch: date))
+        CurrentEntry(
+            id: id, isErased: isErased, hash: hash, utcDateChanged: UTCDateTime(millisecondsSinceEpoch: date),
+            isSynced: isSynced)
     }
 
     /// The full record, copied out of the map.

@@ -51,14 +51,7 @@ public struct Replayer: Sendable {
 
     /// One audit line, newline included.
     public static func writeLine(_ change: LoggedChange, to writer: inout JSONWriter) {
-        writer.raw("{\"id\":")
-        writer.number(change.id.rawValue)
-        writer.raw(",\"entityChange\":")
-        change.change.writeWire(to: &writer, id: change.id, originInstanceId: change.record.originInstanceId)
-        if let entity = change.entity {
-            writer.raw(",\"entity\":")
-            writer.raw(entity.bytes)
-        }
-        writer.raw("}\n")
+        change.writeAudit(to: &writer)
+        writer.raw("\n")
     }
 }

@@ -1,0 +1,167 @@
+import EventLog
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Projections
+import Sync
+import TributaryCore
+
+/// Tributary's own API (bearer token): local writes, audit replay, status, metrics, health.
+extension Gateway {
+    func addTributaryRoutes(_ router: Router<BasicRequestContext>) {
+        router.get("/healthz") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.get("/metrics") { request, _ in
+            try requireToken(request)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: metricsText())))
+        }
+        router.post("/api/changes") { request, _ in try await postChanges(request) }
+        router.get("/api/changes") { request, _ in try getChanges(request) }
+        router.get("/api/status") { request, _ in try status(request) }
+    }
+
+    /// `POST /api/changes` — a batch of local writes `[{"entityName","entityId","entity"}]` or
+    /// erasures `[{"entityName","entityId","isErased":1}]`, all or nothing.
+    func postChanges(_ request: Request) async throws -> Response {
+        try requireToken(request)
+        let writes = try LocalWrite.decodeBatch(try await body(request))
+        let report: ApplyReport
+        do {
+            report = try await server.applier.applyLocal(writes)
+        } catch let error as ApplyError {
+            throw GatewayError.badRequest("[\(error.index)]: \(error.cause)")
+        }
+        return json(
+            .object([
+                "firstId": report.range.map { .number(Int($0.lowerBound.rawValue)) } ?? .null,
+                "lastId": report.range.map { .number(Int($0.upperBound.rawValue)) } ?? .null,
+                "applied": .number(report.applied), "ignored": .number(report.ignored),
+            ]))
+    }
+
+    /// `GET /api/changes?after=&limit=&entity=` — the audit trail, a page at a time.
+    func getChanges(_ request: Request) throws -> Response {
+        try requireToken(request)
+        let after = try idParameter(request, "after", required: false) ?? .zero
+        var limit = 1000
+        if let text = request.uri.queryParameters["limit"] {
+            guard let value = Int(text), (1...10_000).contains(value) else {
+                throw GatewayError.badRequest("'limit' must be an integer from 1 to 10000, got '\(text.prefix(20))'")
+            }
+            limit = value
+        }
+        var name: EntityName?
+        if let text = request.uri.queryParameters["entity"] {
+            do {
+                name = try EntityName(validating: String(text))
+            } catch {
+                throw GatewayError.badRequest("\(error)")
+            }
+        }
+        var w = JSONWriter(capacity: 1 << 16)
+        w.raw("{\"changes\":[")
+        var count = 0
+        var cursor = after
+        // Scan at most a few pages when filtering, so one request stays bounded.
+        var budget = 20
+        while count < limit, budget > 0 {
+            budget -= 1
+            var visited = 0
+            try log.forEachChange(after: cursor, limit: 1000) { logged in
+                guard count < limit else { return }
+                visited += 1
+                cursor = logged.id
+                if let name, logged.change.entityName != name { return }
+                if count > 0 { w.raw(",") }
+                logged.writeAudit(to: &w)
+                count += 1
+            }
+            if visited == 0 { break }
+        }
+        w.raw("],\"next\":")
+        w.number(cursor.rawValue)
+        w.raw("}")
+        return json(w.bytes)
+    }
+
+    /// `GET /api/status` — head id, per-view lag, per-peer checkpoints, version.
+    func status(_ request: Request) throws -> Response {
+        try requireToken(request)
+        let head = log.head
+        var views = JSONObject()
+        for (name, checkpoint) in (projections?.checkpoints ?? [:]).sorted(by: { $0.key < $1.key }) {
+            views[name] = .object([
+                "checkpoint": .number(Int(checkpoint.rawValue)),
+                "lag": .number(Int(head.rawValue - min(head.rawValue, checkpoint.rawValue))),
+            ])
+        }
+        let index = log.indexStatus
+        return json(
+            .object([
+                "version": .string(TributaryVersion.current), "instanceId": .string(log.instanceId),
+                "head": .number(Int(head.rawValue)), "views": .object(views), "peers": .object([:]),
+                "index": .object([
+                    "checkpoint": .number(Int(index.checkpoint.rawValue)), "unindexed": .number(index.overlayCount),
+                ]),
+                "syncVersion": .number(configuration.syncVersion),
+            ]))
+    }
+}
+
+extension LocalWrite {
+    /// Decodes `POST /api/changes`'s body; errors name the element and field (`[2].entityId`).
+    static func decodeBatch(_ bytes: [UInt8]) throws(GatewayError) -> [LocalWrite] {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch {
+            throw .badRequest("\(error)")
+        }
+        guard case .array(let elements) = value else {
+            throw .badRequest("the body must be a JSON array of changes, found \(value.typeName)")
+        }
+        guard !elements.isEmpty else { throw .badRequest("the batch is empty") }
+        var writes: [LocalWrite] = []
+        for (i, element) in elements.enumerated() {
+            guard case .object(let o) = element else {
+                throw .badRequest("[\(i)]: expected an object, found \(element.typeName)")
+            }
+            guard case .string(let name)? = o["entityName"] else {
+                throw .badRequest("[\(i)].entityName: a string is required")
+            }
+            guard let entityName = EntityName(rawValue: name) else {
+                throw .badRequest("[\(i)].entityName: unknown entityName '\(name.prefix(64))'")
+            }
+            guard case .string(let id)? = o["entityId"] else {
+                throw .badRequest("[\(i)].entityId: a string is required")
+            }
+            var componentId = "NA"
+            if let c = o["componentId"] {
+                guard case .string(let s) = c else { throw .badRequest("[\(i)].componentId: expected a string") }
+                componentId = s
+            }
+            var erased = false
+            switch o["isErased"] {
+            case nil, .null?, .number("0")?, .bool(false)?: erased = false
+            case .number("1")?, .bool(true)?: erased = true
+            case let other?: throw .badRequest("[\(i)].isErased: expected 0 or 1, found \(other.typeName)")
+            }
+            switch (o["entity"], erased) {
+            case (.object(let row)?, false):
+                writes.append(LocalWrite(entityName: entityName, entityId: id, entity: row, componentId: componentId))
+            case (nil, true), (.null?, true):
+                writes.append(LocalWrite(entityName: entityName, entityId: id, entity: nil, componentId: componentId))
+            case (_?, true): throw .badRequest("[\(i)].entity: an erasure carries no entity")
+            case (nil, false), (.null?, false):
+                throw .badRequest("[\(i)].entity: an object is required (or isErased: 1)")
+            case (let other?, false): throw .badRequest("[\(i)].entity: expected an object, found \(other.typeName)")
+            }
+        }
+        return writes
+    }
+}

@@ -1,0 +1,148 @@
+import Crypto
+public import EventLog
+import Foundation
+import HTTPTypes
+public import Hummingbird
+public import Logging
+import Metrics
+import NIOCore
+public import Projections
+public import Sync
+import TributaryCore
+
+/// The HTTP face of a node: Trilium's sync server API (so an unmodified Trilium client can sync
+/// against it) and Tributary's own API (local writes, audit replay, status, metrics).
+public struct Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    let log: EntityChangeLog
+    let server: SyncServer
+    let projections: ProjectionRunner?
+    let metricsText: @Sendable () -> String
+    let logger: Logger
+    let sessions = Sessions()
+    let uploads: PagedUploads
+
+    public init(
+        configuration: GatewayConfiguration, log: EntityChangeLog, applier: ChangeApplier,
+        projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.log = log
+        server = SyncServer(log: log, applier: applier)
+        self.projections = projections
+        self.metricsText = metricsText
+        self.logger = logger
+        uploads = PagedUploads(maxBytes: configuration.maxPagedBytes)
+    }
+
+    /// The HTTP application, a `Service` for the node's ServiceGroup. `onServerRunning` receives
+    /// the bound port (useful with port 0).
+    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+        -> some ApplicationProtocol
+    {
+        let router = Router()
+        router.add(middleware: ResponseHeadersMiddleware(log: log, logger: logger))
+        router.add(middleware: MetricsMiddleware())
+        addTriliumRoutes(router)
+        addTributaryRoutes(router)
+        return Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "Tributary"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
+    // MARK: - Authentication
+
+    func requireToken(_ request: Request) throws(GatewayError) {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+            constantTimeEqual(String(header.dropFirst(7)), configuration.apiToken)
+        else { throw GatewayError.noToken }
+    }
+
+    /// Trilium's sync routes: a session from `POST /api/login/sync` (or the API token).
+    func requireSession(_ request: Request) throws(GatewayError) {
+        if let cookie = request.headers[.cookie], let token = Sessions.token(inCookieHeader: cookie),
+            sessions.isValid(token)
+        {
+            return
+        }
+        if (try? requireToken(request)) != nil { return }
+        throw GatewayError.noSession
+    }
+
+    // MARK: - Helpers
+
+    func body(_ request: Request) async throws -> [UInt8] {
+        var request = request
+        do {
+            let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
+            return Array(buffer.readableBytesView)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw GatewayError(.contentTooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes")
+        }
+    }
+
+    func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        json(value.jsonBytes, status: status)
+    }
+
+    func noContent() -> Response { Response(status: .noContent) }
+
+    /// A query parameter as a change id: a non-negative integer within JavaScript's exact range.
+    func idParameter(_ request: Request, _ name: String, required: Bool) throws(GatewayError) -> EntityChangeID? {
+        guard let text = request.uri.queryParameters[name[...]] else {
+            if required { throw .badRequest("the query parameter '\(name)' is required") }
+            return nil
+        }
+        guard let value = UInt64(text), value <= EntityChangeID.maxWire.rawValue else {
+            throw .badRequest(
+                "'\(name)' must be a non-negative integer up to \(EntityChangeID.maxWire), got '\(text.prefix(40))'")
+        }
+        return EntityChangeID(value)
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a secret matched.
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8)
+    let y = Array(b.utf8)
+    var difference = UInt8(x.count == y.count ? 0 : 1)
+    for i in 0..<max(x.count, y.count) {
+        difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+    }
+    return difference == 0
+}
+
+/// Adds `trilium-max-entity-change-id` to every response, and turns unexpected errors into a
+/// plain 500 (logged here, never described to the client).
+struct ResponseHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
+    let log: EntityChangeLog
+    let logger: Logger
+    static var header: HTTPField.Name { HTTPField.Name("trilium-max-entity-change-id")! }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as any HTTPResponseError {
+            response = try error.response(from: request, context: context)
+        } catch {
+            logger.error(
+                "request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])
+            response = try GatewayError(.internalServerError, "internal error").response(
+                from: request, context: context)
+        }
+        response.headers[Self.header] = String(log.head.rawValue)
+        return response
+    }
+}

@@ -1,0 +1,31 @@
+/// What the gateway needs to know, validated once at startup.
+public struct GatewayConfiguration: Sendable {
+    public var host: String
+    /// 0 picks a free port (tests); the bound port is reported through `onServerRunning`.
+    public var port: Int
+    /// The shared secret of Trilium's sync login (HMAC key).
+    public var documentSecret: String
+    /// Bearer token of Tributary's own API and `/ws`.
+    public var apiToken: String
+    public var documentId: String
+    /// Trilium's `SYNC_VERSION`; peers must match it exactly.
+    public var syncVersion: Int
+    /// Largest request body accepted, in bytes (one page of a multi-page push, or any body).
+    public var maxBodyBytes: Int
+    /// Largest reassembled multi-page push.
+    public var maxPagedBytes: Int
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, documentSecret: String, apiToken: String,
+        documentId: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, maxPagedBytes: Int = 256 << 20
+    ) {
+        self.host = host
+        self.port = port
+        self.documentSecret = documentSecret
+        self.apiToken = apiToken
+        self.documentId = documentId
+        self.syncVersion = syncVersion
+        self.maxBodyBytes = maxBodyBytes
+        self.maxPagedBytes = maxPagedBytes
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Glibc
+import TributaryCore
+
+/// `<data>/credentials.json` (mode 0600): the document secret of Trilium's sync login and the
+/// bearer token of Tributary's API, generated at first start and reused after.
+public struct Credentials: Codable, Sendable, Equatable {
+    public var documentSecret: String
+    public var apiToken: String
+    public var documentId: String
+
+    public static func path(inDataDirectory dataDirectory: String) -> String { dataDirectory + "/credentials.json" }
+
+    /// Reads the credentials, creating them (0600, never overwritten) if absent.
+    ///
+    /// - Throws: when the file exists but is unreadable or not valid JSON — a clear error, not a
+    ///   silent new secret that would break every peer's login.
+    public static func loadOrCreate(dataDirectory: String) throws -> Credentials {
+        let path = path(inDataDirectory: dataDirectory)
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        if let data = FileManager.default.contents(atPath: path) {
+            do {
+                return try JSONDecoder().decode(Credentials.self, from: data)
+            } catch {
+                throw CredentialsError(message: "\(path) is not valid credentials JSON (\(error)); fix or remove it")
+            }
+        }
+        // Trilium's documentSecret and documentId are base64 of 16 random bytes.
+        func secret(_ bytes: Int) -> String {
+            var generator = SystemRandomNumberGenerator()
+            return Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
+        }
+        let credentials = Credentials(
+            documentSecret: secret(16), apiToken: RandomID.make(length: 40), documentId: secret(16))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let bytes = Array(try encoder.encode(credentials)) + [0x0A]
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            if errno == EEXIST { return try loadOrCreate(dataDirectory: dataDirectory) }
+            throw CredentialsError(message: "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count, fsync(fd) == 0 else {
+            throw CredentialsError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        return credentials
+    }
+}
+
+public struct CredentialsError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,97 @@
+import EventLog
+import Gateway
+import Hummingbird
+public import Logging
+import Projections
+import ServiceLifecycle
+import Synchronization
+
+/// How a node runs, validated before any file is opened.
+public struct NodeConfiguration: Sendable {
+    public var dataDirectory: String
+    public var host: String
+    public var port: Int
+    public var syncVersion: Int
+    public var durability: Store.Durability
+    public var maxBodyBytes: Int
+
+    public init(
+        dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,
+        syncVersion: Int = 36, durability: Store.Durability = .fsync, maxBodyBytes: Int = 32 << 20
+    ) {
+        self.dataDirectory = dataDirectory
+        self.host = host
+        self.port = port
+        self.syncVersion = syncVersion
+        self.durability = durability
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    public func validate() throws {
+        guard (0...65_535).contains(port) else {
+            throw CredentialsError(message: "--port must be 0-65535, got \(port)")
+        }
+        guard !host.isEmpty else { throw CredentialsError(message: "--host must not be empty") }
+        guard syncVersion > 0 else { throw CredentialsError(message: "--sync-version must be positive") }
+        guard maxBodyBytes >= 1 << 16 else { throw CredentialsError(message: "the body limit must be at least 64 KiB") }
+    }
+}
+
+/// A running node: its store, the view projector and the HTTP gateway, in one ServiceGroup
+/// (dependencies first; shut down in reverse on SIGINT/SIGTERM or `shutdown()`).
+public final class Node: Sendable {
+    public let configuration: NodeConfiguration
+    public let store: Store
+    public let credentials: Credentials
+    let logger: Logger
+    private let boundPort = Mutex<Int?>(nil)
+    private let group = Mutex<ServiceGroup?>(nil)
+
+    /// Opens the data directory (creating credentials at first start).
+    public init(configuration: NodeConfiguration, logger: Logger) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        credentials = try Credentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
+        store = try Store(
+            dataDirectory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
+    }
+
+    /// The port the gateway listens on, once it does.
+    public var port: Int? { boundPort.withLock { $0 } }
+
+    /// Runs until shutdown; `onListening` receives the bound port.
+    public func run(handleSignals: Bool = true, onListening: @escaping @Sendable (Int) async -> Void = { _ in })
+        async throws
+    {
+        _ = MetricsBootstrap.shared()
+        let gateway = Gateway(
+            configuration: GatewayConfiguration(
+                host: configuration.host, port: configuration.port, documentSecret: credentials.documentSecret,
+                apiToken: credentials.apiToken, documentId: credentials.documentId,
+                syncVersion: configuration.syncVersion,
+                maxBodyBytes: configuration.maxBodyBytes),
+            log: store.log, applier: store.applier, projections: store.projections,
+            metricsText: { MetricsBootstrap.text() }, logger: logger)
+        let application = gateway.makeApplication { port in
+            self.boundPort.withLock { $0 = port }
+            await onListening(port)
+        }
+        var services: [any Service] = []
+        if let projections = store.projections { services.append(projections) }
+        services.append(application)
+        let serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        group.withLock { $0 = serviceGroup }
+        try await serviceGroup.run()
+    }
+
+    /// Asks the services to stop gracefully; `run` returns once they have.
+    public func shutdown() async {
+        await group.withLock { $0 }?.triggerGracefulShutdown()
+    }
+
+    public func close() { store.close() }
+}

@@ -1,0 +1,50 @@
+public import AsyncHTTPClient
+import Foundation
+public import Logging
+public import Tributary
+
+/// A running node on 127.0.0.1 and a port chosen by the system, with an HTTP client.
+public struct RunningNode: Sendable {
+    public let node: Node
+    public let port: Int
+    public let client: HTTPClient
+
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var apiToken: String { node.credentials.apiToken }
+}
+
+/// Starts a node in `dataDirectory`, runs `body`, then shuts it down gracefully.
+public func withNode<R: Sendable>(
+    dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, logger: Logger = Logger(label: "node"),
+    _ body: (RunningNode) async throws -> R
+) async throws -> R {
+    let node = try Node(
+        configuration: NodeConfiguration(
+            dataDirectory: dataDirectory, host: "127.0.0.1", port: 0, syncVersion: syncVersion,
+            maxBodyBytes: maxBodyBytes),
+        logger: logger)
+    defer { node.close() }
+    let client = HTTPClient(eventLoopGroupProvider: .singleton)
+    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    return try await withThrowingTaskGroup(of: R?.self) { group in
+        group.addTask {
+            try await node.run(handleSignals: false) { port in continuation.yield(port) }
+            return nil
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        let result: R
+        do {
+            result = try await body(RunningNode(node: node, port: port, client: client))
+        } catch {
+            await node.shutdown()
+            try? await client.shutdown()
+            try? await group.waitForAll()
+            throw error
+        }
+        await node.shutdown()
+        try await client.shutdown()
+        try await group.waitForAll()
+        return result
+    }
+}
