@@ -79,7 +79,7 @@ public struct Gateway: Sendable {
         do {
             let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
             return Array(buffer.readableBytesView)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw GatewayError(.contentTooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes")
         }
     }

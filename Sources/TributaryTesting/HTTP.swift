@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
-public import NIOHTTP1
 import NIOCore
+public import NIOHTTP1
 
 /// A response, collected.
 public struct HTTPResult: Sendable {
@@ -24,7 +24,8 @@ extension RunningNode {
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response = try await client.execute(request, timeout: .seconds(30))
         let collected = try await response.body.collect(upTo: 256 << 20)
-        return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Array(collected.readableBytesView))
+        return HTTPResult(
+            status: Int(response.status.code), headers: response.headers, body: Array(collected.readableBytesView))
     }
 
     /// The bearer header of Tributary's API.

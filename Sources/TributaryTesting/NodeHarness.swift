@@ -37,13 +37,14 @@ public func withNode<R: Sendable>(
         do {
             result = try await body(RunningNode(node: node, port: port, client: client))
         } catch {
-            await node.shutdown()
+            // The client's keep-alive connections go first, so the server has none to wait for.
             try? await client.shutdown()
+            await node.shutdown()
             try? await group.waitForAll()
             throw error
         }
-        await node.shutdown()
         try await client.shutdown()
+        await node.shutdown()
         try await group.waitForAll()
         return result
     }

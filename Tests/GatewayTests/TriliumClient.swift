@@ -32,7 +32,8 @@ struct TriliumClient {
             "timestamp": .string(timestamp), "syncVersion": .number(syncVersion ?? self.syncVersion),
             "hash": .string(TriliumClient.hmac(timestamp, secret: secret ?? documentSecret)),
         ])
-        return try await node.request(.POST, "/api/login/sync", headers: [("Content-Type", "application/json")], body: body.jsonBytes)
+        return try await node.request(
+            .POST, "/api/login/sync", headers: [("Content-Type", "application/json")], body: body.jsonBytes)
     }
 
     /// Logs in and keeps the session cookie (echoing the whole Set-Cookie value, as Trilium does).
@@ -59,7 +60,9 @@ struct TriliumClient {
         w.string(instanceId)
         w.raw("}")
         let body = w.bytes
-        let pages = stride(from: 0, to: body.count, by: pageSize).map { Array(body[$0..<min(body.count, $0 + pageSize)]) }
+        let pages = stride(from: 0, to: body.count, by: pageSize).map {
+            Array(body[$0..<min(body.count, $0 + pageSize)])
+        }
         let requestId = RandomID.make(length: 10)
         var results: [HTTPResult] = []
         for (i, page) in pages.enumerated() {
@@ -68,13 +71,17 @@ struct TriliumClient {
                 ("Content-Type", pages.count == 1 ? "application/json" : "text/plain"), ("pageCount", "\(pages.count)"),
                 ("pageIndex", "\(i)"), ("requestId", pages.count == 1 ? "n/a" : requestId),
             ]
-            results.append(try await node.request(.PUT, "/api/sync/update?logMarkerId=\(RandomID.make(length: 10))", headers: headers, body: page))
+            results.append(
+                try await node.request(
+                    .PUT, "/api/sync/update?logMarkerId=\(RandomID.make(length: 10))", headers: headers, body: page))
         }
         return results
     }
 
     /// One `GET /api/sync/changed`.
-    func changed(after: UInt64, as caller: String? = nil) async throws -> (records: [ChangeRecord], ids: [UInt64], last: UInt64, outstanding: Int) {
+    func changed(after: UInt64, as caller: String? = nil) async throws -> (
+        records: [ChangeRecord], ids: [UInt64], last: UInt64, outstanding: Int
+    ) {
         let result = try await node.request(
             .GET, "/api/sync/changed?instanceId=\(caller ?? instanceId)&lastEntityChangeId=\(after)&logMarkerId=abc",
             headers: sessionHeaders)
@@ -87,11 +94,16 @@ struct TriliumClient {
             records.append(try ChangeRecord(wireJSON: element.jsonBytes))
             ids.append(UInt64(element.objectValue?["entityChange"]?.objectValue?["id"]?.intValue ?? -1))
         }
-        return (records, ids, UInt64(object["lastEntityChangeId"]?.intValue ?? -1), object["outstandingPullCount"]?.intValue ?? -1)
+        return (
+            records, ids, UInt64(object["lastEntityChangeId"]?.intValue ?? -1),
+            object["outstandingPullCount"]?.intValue ?? -1
+        )
     }
 
     /// Pulls everything after `after`, page by page, until a page comes back empty.
-    func pullAll(after: UInt64 = 0, as caller: String? = nil) async throws -> (records: [ChangeRecord], last: UInt64, pages: Int) {
+    func pullAll(after: UInt64 = 0, as caller: String? = nil) async throws -> (
+        records: [ChangeRecord], last: UInt64, pages: Int
+    ) {
         var cursor = after
         var all: [ChangeRecord] = []
         var pages = 0
@@ -113,9 +125,13 @@ struct TestFailure: Error, CustomStringConvertible {
 /// Sector digests computed from records without the node (Trilium's algorithm, §3.10).
 func expectedDigests(_ records: [ChangeRecord]) -> [String: [String: String]] {
     var latest: [EntityKey: EntityChange] = [:]
-    for r in records where r.change.isSynced && r.change.entityName != .noteReordering { latest[r.change.key] = r.change }
+    for r in records where r.change.isSynced && r.change.entityName != .noteReordering {
+        latest[r.change.key] = r.change
+    }
     var groups: [String: [String: [EntityChange]]] = [:]
-    for (key, change) in latest { groups[key.name.rawValue, default: [:]][String(key.id.prefix(1)), default: []].append(change) }
+    for (key, change) in latest {
+        groups[key.name.rawValue, default: [:]][String(key.id.prefix(1)), default: []].append(change)
+    }
     return groups.mapValues { sectors in
         sectors.mapValues { changes in
             var text = ""

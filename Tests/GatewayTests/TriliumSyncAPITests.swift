@@ -45,7 +45,10 @@ import TributaryTesting
                 #expect(object["maxEntityChangeId"] == .number(2600))
                 var served: [String: [String: String]] = [:]
                 for member in try #require(object["entityHashes"]?.objectValue) {
-                    served[member.key] = Dictionary(uniqueKeysWithValues: (member.value.objectValue ?? [:]).map { ($0.key, $0.value.stringValue ?? "") })
+                    served[member.key] = Dictionary(
+                        uniqueKeysWithValues: (member.value.objectValue ?? [:]).map {
+                            ($0.key, $0.value.stringValue ?? "")
+                        })
                 }
                 #expect(served == expectedDigests(records))
             }
@@ -80,12 +83,20 @@ import TributaryTesting
                 _ = try await client.login()
                 let ids = (0..<3).map { "note\($0)000000" }
                 for round in 0..<3 {
-                    let body = "[" + ids.map { #"{"entityName":"notes","entityId":"\#($0)","entity":{"title":"v\#(round)"}}"# }.joined(separator: ",") + "]"
-                    #expect(try await node.request(.POST, "/api/changes", headers: [node.bearer], body: Array(body.utf8)).status == 200)
+                    let body =
+                        "["
+                        + ids.map { #"{"entityName":"notes","entityId":"\#($0)","entity":{"title":"v\#(round)"}}"# }
+                        .joined(separator: ",") + "]"
+                    #expect(
+                        try await node.request(.POST, "/api/changes", headers: [node.bearer], body: Array(body.utf8))
+                            .status == 200)
                 }
                 let pulled = try await client.pullAll()
                 #expect(pulled.records.count == 3)
-                #expect(try pulled.records.map { try $0.entity!.object()["title"] } == [.string("v2"), .string("v2"), .string("v2")])
+                #expect(
+                    try pulled.records.map { try $0.entity!.object()["title"] } == [
+                        .string("v2"), .string("v2"), .string("v2"),
+                    ])
                 #expect(pulled.last == 9)
             }
         }
@@ -109,7 +120,8 @@ import TributaryTesting
                 #expect(garbage.status == 400)
                 #expect(wrongSecret.header("set-cookie") == nil)
                 // A forged cookie is no session.
-                let forged = try await node.request(.GET, "/api/sync/check", headers: [("Cookie", "trilium.sid=forged; Path=/")])
+                let forged = try await node.request(
+                    .GET, "/api/sync/check", headers: [("Cookie", "trilium.sid=forged; Path=/")])
                 #expect(forged.status == 401)
                 #expect(forged.text == "Logged in session not found")
             }
@@ -124,15 +136,19 @@ import TributaryTesting
                 let records = SampleEvents(seed: 43).records(400)
                 _ = try await client.push(records)
                 let sector = "A"
-                let inSector = Set(records.filter { $0.change.entityName == .notes && $0.change.entityId.hasPrefix(sector) }.map(\.change.entityId))
-                let queued = try await node.request(.POST, "/api/sync/queue-sector/notes/\(sector)", headers: client.sessionHeaders)
+                let inSector = Set(
+                    records.filter { $0.change.entityName == .notes && $0.change.entityId.hasPrefix(sector) }.map(
+                        \.change.entityId))
+                let queued = try await node.request(
+                    .POST, "/api/sync/queue-sector/notes/\(sector)", headers: client.sessionHeaders)
                 #expect(queued.status == 204)
                 // The pusher now receives its own sector back: re-issued, stamped with the node.
                 let back = try await client.changed(after: 400)
                 #expect(Set(back.records.map(\.change.entityId)) == inSector)
                 #expect(back.records.allSatisfy { $0.change.instanceId == node.node.store.log.instanceId })
                 #expect(Set(back.records.map(\.change.changeId)).isDisjoint(with: records.map(\.change.changeId)))
-                let bad = try await node.request(.POST, "/api/sync/queue-sector/widgets/A", headers: client.sessionHeaders)
+                let bad = try await node.request(
+                    .POST, "/api/sync/queue-sector/widgets/A", headers: client.sessionHeaders)
                 #expect(bad.status == 400)
             }
         }
@@ -146,9 +162,11 @@ import TributaryTesting
                 #expect(seed.status == 200)
                 let options = try #require(try JSONParser.parseObject(seed.body)["options"])
                 #expect(options.jsonBytes.count > 0)
-                #expect(String(decoding: options.jsonBytes, as: UTF8.self).contains(node.node.credentials.documentSecret))
+                #expect(
+                    String(decoding: options.jsonBytes, as: UTF8.self).contains(node.node.credentials.documentSecret))
                 let wrong = try await node.request(
-                    .GET, "/api/setup/sync-seed", headers: [("trilium-cred", Data("dummy:nope".utf8).base64EncodedString())])
+                    .GET, "/api/setup/sync-seed",
+                    headers: [("trilium-cred", Data("dummy:nope".utf8).base64EncodedString())])
                 #expect(wrong.status == 401)
                 let stats = try await node.request(.GET, "/api/sync/stats")
                 #expect(stats.status == 200)
