@@ -49,6 +49,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "CLMDB", "CCRC32C",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),
@@ -69,6 +70,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "EventLog",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),
@@ -89,6 +91,9 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "EventLog", "Projections", "Sync", "Gateway",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

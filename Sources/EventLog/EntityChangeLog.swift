@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 public import Logging
+import Metrics
 import Synchronization
 public import TributaryCore
 
@@ -45,6 +46,8 @@ public final class EntityChangeLog: Sendable {
     let notifier: CommitNotifier
     private let queue = DispatchQueue(label: "tributary.log.writer")
     private let writer = Mutex(WriterState())
+    private let appendedCounter = Counter(label: "tributary_log_appended_changes_total")
+    private let commitTimer = Timer(label: "tributary_log_commit_duration")
     /// Reused by every group commit (writer queue only).
     private nonisolated(unsafe) let group = GroupLayer()
 
@@ -506,6 +509,7 @@ public final class EntityChangeLog: Sendable {
     }
 
     private func commitOnce(_ jobs: [WriteJob]) throws -> [Result<ClosedRange<EntityChangeID>?, any Error>] {
+        let started = monotonicNanos()
         let txn = try WriteTransaction(env)
         let head = try txn.last(changesDB).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
         group.reset(firstId: head.next)
@@ -546,6 +550,8 @@ public final class EntityChangeLog: Sendable {
                 items: group.records.map { ($0.change.key, $0.change.changeId) })
             overlay.withLock { $0.recent = layer }
             notifier.publish(newHead)
+            appendedCounter.increment(by: group.records.count)
+            commitTimer.recordNanoseconds(Int64(monotonicNanos() - started))
         }
         return results
     }

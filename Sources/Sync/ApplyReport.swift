@@ -1,3 +1,4 @@
+import Metrics
 public import TributaryCore
 
 /// What the apply path did with a batch.
@@ -58,4 +59,17 @@ public enum Sender: Sendable, Hashable {
     case peer(instanceId: String)
     /// Each record's own instanceId counts as its sender (`tributary import`).
     case recordInstance
+}
+
+extension ApplyReport {
+    /// Counts the outcomes in `tributary_apply_changes_total{origin,outcome}`.
+    func record(origin: String) {
+        for (outcome, count) in [
+            ("applied", applied), ("duplicate", duplicates), ("lost_conflict", conflictsLost), ("ignored", ignored),
+        ]
+        where count > 0 {
+            Counter(label: "tributary_apply_changes_total", dimensions: [("origin", origin), ("outcome", outcome)])
+                .increment(by: count)
+        }
+    }
 }

@@ -1,4 +1,5 @@
 public import EventLog
+import Metrics
 public import TributaryCore
 
 /// The apply path — the only way anything is written to the log.
@@ -49,6 +50,7 @@ public struct ChangeApplier: Sendable {
         var report = ApplyReport()
         report.outcomes = committed.value
         report.range = committed.range
+        report.record(origin: "remote")
         return report
     }
 
@@ -143,6 +145,7 @@ public struct ChangeApplier: Sendable {
         var report = ApplyReport()
         report.outcomes = committed.value
         report.range = committed.range
+        report.record(origin: "local")
         return report
     }
 

@@ -21,6 +21,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "fsync or none.") var durability: DurabilityOption = .fsync
     @Option(help: "Where the scratch data directory is made (use the disk you measure).") var scratch: String = "."
     @Flag(help: "One JSON object per line.") var json = false
+    @Flag(
+        help:
+            "Also run W1 and W2 over HTTP against a node on 127.0.0.1 (POST /api/changes, PUT /api/sync/update, GET /api/changes)."
+    )
+    var http = false
 
     func validate() throws {
         if let events, events <= 0 { throw ValidationError("--events must be positive") }
@@ -32,6 +37,7 @@ struct BenchCommand: AsyncParsableCommand {
         #endif
         var bench = Bench(workloads: workload.split(separator: ",").map(String.init), events: events, input: input)
         bench.durability = durability.value
+        bench.http = http
         do {
             try await bench.run(scratch: scratch, logger: Logger(label: "tributary.bench")) { result in
                 print(json ? result.json : result.line)

@@ -46,6 +46,8 @@ public struct Bench: Sendable {
     public var input: String?
     public var durability: Store.Durability = .fsync
     public var batchSize = 1000
+    /// Also run W1 and W2 over HTTP against a node on 127.0.0.1.
+    public var http = false
 
     public init(workloads: [String], events: Int?, input: String?) {
         self.workloads = workloads
@@ -127,6 +129,7 @@ public struct Bench: Sendable {
             report(try scanChecked(store, records.count, bytes))
             report(try scanDecoded(store, records.count, bytes))
         }
+        if http { try await runHTTP(records, bytes, scratch: scratch, logger: logger, report: report) }
         if workloads.contains("W5-rebuild"), let projections = store.projections {
             let started = monotonicSeconds()
             try await projections.rebuild()
