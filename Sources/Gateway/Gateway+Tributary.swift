@@ -100,11 +100,21 @@ extension Gateway {
                 "lag": .number(Int(head.rawValue - min(head.rawValue, checkpoint.rawValue))),
             ])
         }
+        var peerStatus = JSONObject()
+        for peer in peers() {
+            peerStatus[peer.url] = .object([
+                "lastSyncedPush": .number(Int(peer.lastSyncedPush.rawValue)),
+                "lastSyncedPull": .number(Int(peer.lastSyncedPull.rawValue)),
+                "lastSuccess": peer.lastSuccess.map { .string($0.description) } ?? .null,
+                "lastError": peer.lastError.map { .string($0) } ?? .null, "pushed": .number(peer.pushed),
+                "pulled": .number(peer.pulled), "cycles": .number(peer.cycles), "running": .bool(peer.running),
+            ])
+        }
         let index = log.indexStatus
         return json(
             .object([
                 "version": .string(TributaryVersion.current), "instanceId": .string(log.instanceId),
-                "head": .number(Int(head.rawValue)), "views": .object(views), "peers": .object([:]),
+                "head": .number(Int(head.rawValue)), "views": .object(views), "peers": .object(peerStatus),
                 "index": .object([
                     "checkpoint": .number(Int(index.checkpoint.rawValue)), "unindexed": .number(index.overlayCount),
                 ]),

@@ -126,7 +126,7 @@ extension Gateway {
         } catch let error as ApplyError {
             throw GatewayError.badRequest("entities[\(error.index)]: \(error.cause)")
         }
-        Counter(label: "tributary_sync_pushed_changes_total").increment(by: push.records.count)
+        Counter(label: "tributary_sync_received_changes_total").increment(by: push.records.count)
         return noContent()
     }
 
@@ -143,7 +143,10 @@ extension Gateway {
         try requireSession(request)
         let after = try idParameter(request, "lastEntityChangeId", required: true)!
         let instanceId = request.uri.queryParameters["instanceId"].map(String.init)
-        let page = try server.changed(after: after, excludingInstance: instanceId)
+        // Tributary's full-history extension, beside Trilium's exact syncVersion: a plain
+        // Trilium client never sends the header and gets compacted pages.
+        let fullHistory = request.headers[HTTPField.Name(SyncPeer.historyHeader)!] == "full"
+        let page = try server.changed(after: after, excludingInstance: instanceId, compacted: !fullHistory)
         var w = JSONWriter(capacity: 4096 + page.changes.count * 512)
         w.raw("{\"entityChanges\":[")
         for (i, logged) in page.changes.enumerated() {
@@ -155,8 +158,9 @@ extension Gateway {
         w.raw(",\"outstandingPullCount\":")
         w.number(page.outstandingPullCount)
         w.raw("}")
-        Counter(label: "tributary_sync_pulled_changes_total").increment(by: page.changes.count)
-        return json(w.bytes)
+        var response = json(w.bytes)
+        if fullHistory { response.headers[HTTPField.Name(SyncPeer.historyHeader)!] = "full" }
+        return response
     }
 
     /// `GET /api/sync/check` — per entity name and sector, a digest of the entities' hashes.

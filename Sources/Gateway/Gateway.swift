@@ -18,19 +18,22 @@ public struct Gateway: Sendable {
     let server: SyncServer
     let projections: ProjectionRunner?
     let metricsText: @Sendable () -> String
+    let peers: @Sendable () -> [SyncEngine.PeerStatus]
     let logger: Logger
     let sessions = Sessions()
     let uploads: PagedUploads
 
     public init(
         configuration: GatewayConfiguration, log: EntityChangeLog, applier: ChangeApplier,
-        projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String, logger: Logger
+        projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String,
+        peers: @escaping @Sendable () -> [SyncEngine.PeerStatus] = { [] }, logger: Logger
     ) {
         self.configuration = configuration
         self.log = log
         server = SyncServer(log: log, applier: applier)
         self.projections = projections
         self.metricsText = metricsText
+        self.peers = peers
         self.logger = logger
         uploads = PagedUploads(maxBytes: configuration.maxPagedBytes)
     }

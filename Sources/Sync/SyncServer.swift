@@ -29,8 +29,12 @@ public struct SyncServer: Sendable {
     ///
     /// `outstandingPullCount` counts the changes after the page, an upper bound of what Trilium
     /// counts (its table holds one row per entity), so a client's progress never stalls early.
+    ///
+    /// With `compacted: false` (Tributary's full-history extension) every change is shipped, not
+    /// only each entity's latest, so a replica keeps the whole audit trail.
     public func changed(
-        after: EntityChangeID, excludingInstance instanceId: String?, maxChanges: Int = 1000, maxBytes: Int = 1_000_000
+        after: EntityChangeID, excludingInstance instanceId: String?, maxChanges: Int = 1000, maxBytes: Int = 1_000_000,
+        compacted: Bool = true
     ) throws -> PullPage {
         var page: [LoggedChange] = []
         var bytes = 0
@@ -44,7 +48,9 @@ public struct SyncServer: Sendable {
                 cursor = logged.id
                 let change = logged.change
                 guard change.isSynced, change.instanceId != instanceId else { return }
-                guard try log.current(change.key)?.id == logged.id else { return }  // superseded
+                if compacted {
+                    guard try log.current(change.key)?.id == logged.id else { return }  // superseded
+                }
                 page.append(logged)
                 bytes += 160 + (logged.entity?.bytes.count ?? 0)
                 if page.count >= maxChanges || bytes >= maxBytes { full = true }

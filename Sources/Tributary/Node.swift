@@ -1,9 +1,11 @@
+import Dispatch
 import EventLog
 import Gateway
 import Hummingbird
 public import Logging
 import Projections
 import ServiceLifecycle
+public import Sync
 import Synchronization
 
 /// How a node runs, validated before any file is opened.
@@ -14,10 +16,14 @@ public struct NodeConfiguration: Sendable {
     public var syncVersion: Int
     public var durability: Store.Durability
     public var maxBodyBytes: Int
+    /// The node this one syncs to, if any (it always serves the sync API itself).
+    public var syncPeer: SyncPeer?
+    public var syncInterval: Duration
 
     public init(
         dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,
-        syncVersion: Int = 36, durability: Store.Durability = .fsync, maxBodyBytes: Int = 32 << 20
+        syncVersion: Int = 36, durability: Store.Durability = .fsync, maxBodyBytes: Int = 32 << 20,
+        syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(60)
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -25,6 +31,8 @@ public struct NodeConfiguration: Sendable {
         self.syncVersion = syncVersion
         self.durability = durability
         self.maxBodyBytes = maxBodyBytes
+        self.syncPeer = syncPeer
+        self.syncInterval = syncInterval
     }
 
     public func validate() throws {
@@ -34,6 +42,17 @@ public struct NodeConfiguration: Sendable {
         guard !host.isEmpty else { throw CredentialsError(message: "--host must not be empty") }
         guard syncVersion > 0 else { throw CredentialsError(message: "--sync-version must be positive") }
         guard maxBodyBytes >= 1 << 16 else { throw CredentialsError(message: "the body limit must be at least 64 KiB") }
+        if let peer = syncPeer {
+            guard peer.url.hasPrefix("http://") || peer.url.hasPrefix("https://") else {
+                throw CredentialsError(message: "--sync-server must be an http:// or https:// URL, got '\(peer.url)'")
+            }
+            guard !peer.documentSecret.isEmpty else {
+                throw CredentialsError(message: "--document-secret is required with --sync-server")
+            }
+            guard syncInterval >= .seconds(1) else {
+                throw CredentialsError(message: "--sync-interval must be at least 1 second")
+            }
+        }
     }
 }
 
@@ -43,6 +62,8 @@ public final class Node: Sendable {
     public let configuration: NodeConfiguration
     public let store: Store
     public let credentials: Credentials
+    /// Syncs to the configured peer (nil without one).
+    public let syncEngine: SyncEngine?
     let logger: Logger
     private let boundPort = Mutex<Int?>(nil)
     private let group = Mutex<ServiceGroup?>(nil)
@@ -53,8 +74,19 @@ public final class Node: Sendable {
         self.configuration = configuration
         self.logger = logger
         credentials = try Credentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
-        store = try Store(
+        let store = try Store(
             dataDirectory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
+        self.store = store
+        do {
+            syncEngine = try configuration.syncPeer.map {
+                try SyncEngine(
+                    peer: $0, log: store.log, applier: store.applier, interval: configuration.syncInterval,
+                    logger: logger)
+            }
+        } catch {
+            store.close()
+            throw error
+        }
     }
 
     /// The port the gateway listens on, once it does.
@@ -72,7 +104,8 @@ public final class Node: Sendable {
                 syncVersion: configuration.syncVersion,
                 maxBodyBytes: configuration.maxBodyBytes),
             log: store.log, applier: store.applier, projections: store.projections,
-            metricsText: { MetricsBootstrap.text() }, logger: logger)
+            metricsText: { MetricsBootstrap.text() },
+            peers: { [engine = syncEngine] in engine.map { [$0.status] } ?? [] }, logger: logger)
         let application = gateway.makeApplication { port in
             self.boundPort.withLock { $0 = port }
             await onListening(port)
@@ -80,6 +113,7 @@ public final class Node: Sendable {
         var services: [any Service] = []
         if let projections = store.projections { services.append(projections) }
         services.append(application)
+        if let syncEngine { services.append(syncEngine) }
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },
@@ -93,5 +127,8 @@ public final class Node: Sendable {
         await group.withLock { $0 }?.triggerGracefulShutdown()
     }
 
-    public func close() { store.close() }
+    public func close() {
+        syncEngine?.close()
+        store.close()
+    }
 }

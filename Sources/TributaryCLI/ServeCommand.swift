@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Sync
 import Tributary
 
 struct ServeCommand: AsyncParsableCommand {
@@ -19,15 +20,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Trilium's SYNC_VERSION; peers must match it exactly.") var syncVersion: Int = 36
     @Option(help: "fsync or none.") var durability: DurabilityOption = .fsync
     @Option(help: "Largest request body in MiB.") var maxBodyMib: Int = 32
+    @Option(help: "Also sync to this node (its URL), every interval and soon after local writes.") var syncServer:
+        String?
+    @Option(help: "The document secret of the sync server (its credentials.json).") var documentSecret: String?
+    @Option(help: "Seconds between syncs.") var syncInterval: Int = 60
+    @Flag(help: "Pull and push every change, not only each entity's latest (Tributary peers).") var fullHistory = false
 
     func run() async throws {
         var logger = Logger(label: "tributary")
         // A server says what it does at info level unless TRIBUTARY_LOG_LEVEL says otherwise.
         logger.logLevel =
             ProcessInfo.processInfo.environment["TRIBUTARY_LOG_LEVEL"] == nil ? .info : logLevelFromEnvironment()
+        let peer = syncServer.map {
+            SyncPeer(url: $0, documentSecret: documentSecret ?? "", syncVersion: syncVersion, fullHistory: fullHistory)
+        }
         let configuration = NodeConfiguration(
             dataDirectory: options.data, host: host, port: port, syncVersion: syncVersion,
-            durability: durability.value, maxBodyBytes: maxBodyMib << 20)
+            durability: durability.value, maxBodyBytes: maxBodyMib << 20, syncPeer: peer,
+            syncInterval: .seconds(syncInterval))
         let node: Node
         do {
             node = try Node(configuration: configuration, logger: logger)
@@ -62,5 +72,51 @@ struct CredentialsCommand: AsyncParsableCommand {
         } catch {
             throw fail("\(error)")
         }
+    }
+}
+
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Run one full sync cycle with a peer and exit (0 when converged).",
+        discussion: """
+            Trilium's cycle: login, push, pull until empty, push, finished, then the content-hash \
+            check, re-queueing differing sectors on both sides and repeating until the digests match. \
+            Cursors are kept in the log, so an interrupted sync resumes where it stopped.
+            """)
+
+    @OptionGroup var options: DataOptions
+    @Option(help: "The peer's URL, e.g. http://hub:8080.") var peer: String
+    @Option(help: "The peer's document secret (its credentials.json).") var documentSecret: String
+    @Option(help: "Trilium's SYNC_VERSION.") var syncVersion: Int = 36
+    @Flag(help: "Pull and push every change, not only each entity's latest (Tributary peers).") var fullHistory = false
+
+    func validate() throws {
+        guard peer.hasPrefix("http://") || peer.hasPrefix("https://") else {
+            throw ValidationError("--peer must be an http(s) URL")
+        }
+        guard !documentSecret.isEmpty else { throw ValidationError("--document-secret must not be empty") }
+    }
+
+    func run() async throws {
+        let store = try openForWriting(options.data)
+        defer { store.close() }
+        let engine: SyncEngine
+        do {
+            engine = try SyncEngine(
+                peer: SyncPeer(
+                    url: peer, documentSecret: documentSecret, syncVersion: syncVersion, fullHistory: fullHistory),
+                log: store.log, applier: store.applier, logger: Logger(label: "tributary.sync"))
+        } catch {
+            throw fail("\(error)")
+        }
+        defer { engine.close() }
+        guard let outcome = await engine.trySyncOnce() else { throw fail("a sync is already running") }
+        if let projections = store.projections { try? await projections.catchUp() }
+        if let failure = outcome.failure { throw fail(failure.message) }
+        let status = engine.status
+        print(
+            "converged with \(peer) in \(outcome.rounds) round(s): pushed \(outcome.pushed), pulled \(outcome.pulled); "
+                + "lastSyncedPush \(status.lastSyncedPush), lastSyncedPull \(status.lastSyncedPull)")
     }
 }

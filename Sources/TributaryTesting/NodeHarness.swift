@@ -1,6 +1,7 @@
 public import AsyncHTTPClient
 import Foundation
 public import Logging
+public import Sync
 public import Tributary
 
 /// A running node on 127.0.0.1 and a port chosen by the system, with an HTTP client.
@@ -15,13 +16,14 @@ public struct RunningNode: Sendable {
 
 /// Starts a node in `dataDirectory`, runs `body`, then shuts it down gracefully.
 public func withNode<R: Sendable>(
-    dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, logger: Logger = Logger(label: "node"),
+    dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, port: Int = 0,
+    syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(3600), logger: Logger = Logger(label: "node"),
     _ body: (RunningNode) async throws -> R
 ) async throws -> R {
     let node = try Node(
         configuration: NodeConfiguration(
-            dataDirectory: dataDirectory, host: "127.0.0.1", port: 0, syncVersion: syncVersion,
-            maxBodyBytes: maxBodyBytes),
+            dataDirectory: dataDirectory, host: "127.0.0.1", port: port, syncVersion: syncVersion,
+            maxBodyBytes: maxBodyBytes, syncPeer: syncPeer, syncInterval: syncInterval),
         logger: logger)
     defer { node.close() }
     let client = HTTPClient(eventLoopGroupProvider: .singleton)

@@ -1,0 +1,413 @@
+import AsyncHTTPClient
+import Crypto
+import Dispatch
+public import EventLog
+import Foundation
+public import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+public import ServiceLifecycle
+import Synchronization
+public import TributaryCore
+
+/// Syncs this node to a peer: the thin I/O shell around `SyncSession`. One cycle at a time (the
+/// sync mutex); failures retry with capped exponential backoff and jitter; a permanent failure
+/// (wrong secret, version mismatch) waits for the next interval instead of retrying.
+public final class SyncEngine: Service, Sendable {
+    public let peer: SyncPeer
+    let log: EntityChangeLog
+    let applier: ChangeApplier
+    let server: SyncServer
+    let client: HTTPClient
+    let interval: Duration
+    let logger: Logger
+    private let state: Mutex<State>
+    /// Called with Trilium's WebSocket status names (`sync-pull-in-progress`, …) as a cycle runs.
+    private let onStatus: @Sendable (String, EntityChangeID) -> Void
+
+    /// What `/api/status` shows about the peer.
+    public struct PeerStatus: Sendable {
+        public var url: String
+        public var lastSyncedPush: EntityChangeID
+        public var lastSyncedPull: EntityChangeID
+        public var lastSuccess: UTCDateTime?
+        public var lastError: String?
+        public var pushed = 0
+        public var pulled = 0
+        public var cycles = 0
+        public var running = false
+    }
+
+    /// The result of a cycle.
+    public struct Outcome: Sendable {
+        public var failure: SyncFailure?
+        public var pushed = 0
+        public var pulled = 0
+        public var rounds = 0
+        public var succeeded: Bool { failure == nil }
+    }
+
+    private struct State {
+        var status: PeerStatus
+        var running = false
+        var waiters: [CheckedContinuation<Outcome?, Never>] = []
+    }
+
+    public init(
+        peer: SyncPeer, log: EntityChangeLog, applier: ChangeApplier, interval: Duration = .seconds(60), logger: Logger,
+        onStatus: @escaping @Sendable (String, EntityChangeID) -> Void = { _, _ in }
+    ) throws {
+        self.peer = peer
+        self.log = log
+        self.applier = applier
+        server = SyncServer(log: log, applier: applier)
+        self.interval = interval
+        self.logger = logger
+        self.onStatus = onStatus
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let push = try log.checkpoint(peer.pushCheckpoint).flatMap(Self.decode) ?? .zero
+        let pull = try log.checkpoint(peer.pullCheckpoint).flatMap(Self.decode) ?? .zero
+        state = Mutex(State(status: PeerStatus(url: peer.url, lastSyncedPush: push, lastSyncedPull: pull)))
+    }
+
+    static func decode(_ bytes: [UInt8]) -> EntityChangeID? {
+        UInt64(String(decoding: bytes, as: UTF8.self)).map { EntityChangeID($0) }
+    }
+    static func encode(_ id: EntityChangeID) -> [UInt8] { Array(String(id.rawValue).utf8) }
+
+    public var status: PeerStatus { state.withLock { $0.status } }
+
+    /// Runs one cycle; if one is already running, waits for it and returns its outcome.
+    public func syncOnce() async -> Outcome {
+        while true {
+            let started = state.withLock { s -> Bool in
+                guard !s.running else { return false }
+                s.running = true
+                s.status.running = true
+                return true
+            }
+            if started { break }
+            let joined: Outcome? = await withCheckedContinuation { continuation in
+                let ended = state.withLock { s -> Bool in
+                    guard s.running else { return true }
+                    s.waiters.append(continuation)
+                    return false
+                }
+                if ended { continuation.resume(returning: nil) }  // it ended meanwhile: run our own
+            }
+            if let joined { return joined }
+        }
+        let outcome = await cycle()
+        let waiters = state.withLock { s -> [CheckedContinuation<Outcome?, Never>] in
+            s.running = false
+            s.status.running = false
+            s.status.cycles += 1
+            s.status.pushed += outcome.pushed
+            s.status.pulled += outcome.pulled
+            if let failure = outcome.failure {
+                s.status.lastError = failure.message
+            } else {
+                s.status.lastSuccess = .now()
+                s.status.lastError = nil
+            }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: outcome) }
+        Counter(
+            label: "tributary_sync_cycles_total", dimensions: [("result", outcome.succeeded ? "converged" : "failed")]
+        )
+        .increment()
+        return outcome
+    }
+
+    /// Runs one cycle unless one is running (`nil`): the CLI's "already running".
+    public func trySyncOnce() async -> Outcome? {
+        guard state.withLock({ !$0.running }) else { return nil }
+        return await syncOnce()
+    }
+
+    /// Every interval and soon after local writes; retries failures with backoff.
+    public func run() async throws {
+        var backoff = Backoff()
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let outcome = await syncOnce()
+            let delay: Duration
+            if let failure = outcome.failure, !failure.isPermanent {
+                delay = min(backoff.next(), interval)
+                logger.warning(
+                    "sync failed; retrying",
+                    metadata: ["sync.peer": "\(peer.url)", "sync.retryIn": "\(delay)", "error": "\(failure)"])
+            } else {
+                backoff.reset()
+                delay = interval
+                if let failure = outcome.failure {
+                    logger.error(
+                        "sync failed; not retrying before the next interval",
+                        metadata: ["sync.peer": "\(peer.url)", "error": "\(failure)"])
+                }
+            }
+            let seen = log.head
+            do {
+                try await withGracefulShutdownHandler {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await Task.sleep(for: delay) }
+                        group.addTask {
+                            // A write after this cycle: sync soon, once writes pause (debounce).
+                            try await self.log.waitForHead(beyond: seen)
+                            try await Task.sleep(for: .milliseconds(500))
+                        }
+                        try await group.next()
+                        group.cancelAll()
+                    }
+                } onGracefulShutdown: {
+                }
+            } catch is CancellationError {
+                return
+            } catch let error as EventLogError where error.code == .closed {
+                return
+            }
+            if Task.isShuttingDownGracefully { return }
+        }
+    }
+
+    /// Releases the HTTP client; call once, after the last cycle.
+    public func close() {
+        let done = DispatchSemaphore(value: 0)
+        client.shutdown(queue: .global()) { _ in done.signal() }
+        done.wait()
+    }
+
+    // MARK: - One cycle
+
+    private func cycle() async -> Outcome {
+        let start = state.withLock { $0.status }
+        var session = SyncSession(
+            localInstanceId: log.instanceId, syncVersion: peer.syncVersion, lastSyncedPush: start.lastSyncedPush,
+            lastSyncedPull: start.lastSyncedPull)
+        var cookie: String?
+        var action = session.start()
+        var outcome = Outcome()
+        while true {
+            let event: SyncEvent
+            do {
+                switch action {
+                case .getStatus:
+                    let object = try await request(.GET, "/api/setup/status", cookie: nil)
+                    event = .status(syncVersion: object?["syncVersion"]?.intValue ?? -1)
+                case .login:
+                    (cookie, event) = try await login()
+                case .push(let after):
+                    event = try await push(after: after, peerInstanceId: session.peerInstanceId, cookie: cookie)
+                case .pull(let after):
+                    onStatus("sync-pull-in-progress", session.lastSyncedPush)
+                    event = try await pull(after: after, peerInstanceId: session.peerInstanceId!, cookie: cookie)
+                case .finish:
+                    _ = try await request(.POST, "/api/sync/finished", cookie: cookie)
+                    event = .finished
+                case .check:
+                    event = try await check(session, cookie: cookie)
+                case .requeue(let sectors):
+                    _ = try await request(.POST, "/api/sync/check-entity-changes", cookie: cookie)
+                    for sector in sectors {
+                        _ = try await server.queueSector(sector.entityName, sector: sector.sector)
+                        _ = try await request(
+                            .POST, "/api/sync/queue-sector/\(sector.entityName.rawValue)/\(sector.sector)",
+                            cookie: cookie)
+                    }
+                    onStatus("sync-hash-check-failed", session.lastSyncedPush)
+                    event = .requeued
+                case .done:
+                    outcome.pushed = session.pushedCount
+                    outcome.pulled = session.pulledCount
+                    outcome.rounds = session.round
+                    onStatus("sync-finished", session.lastSyncedPush)
+                    return outcome
+                case .fail(let failure):
+                    outcome.failure = failure
+                    outcome.pushed = session.pushedCount
+                    outcome.pulled = session.pulledCount
+                    outcome.rounds = session.round
+                    onStatus("sync-failed", session.lastSyncedPush)
+                    return outcome
+                }
+            } catch let failure as SyncFailure {
+                event = .failed(failure)
+            } catch {
+                event = .failed(SyncFailure("\(peer.url): \(error)", isPermanent: false))
+            }
+            action = session.received(event)
+            let cursors = (session.lastSyncedPush, session.lastSyncedPull)
+            state.withLock { s in
+                s.status.lastSyncedPush = cursors.0
+                s.status.lastSyncedPull = cursors.1
+            }
+        }
+    }
+
+    private func login() async throws -> (String?, SyncEvent) {
+        let timestamp = UTCDateTime.now().description
+        let hash = Data(
+            HMAC<SHA256>.authenticationCode(
+                for: Data(timestamp.utf8), using: SymmetricKey(data: Data(peer.documentSecret.utf8)))
+        ).base64EncodedString()
+        let body: JSONValue = .object([
+            "timestamp": .string(timestamp), "syncVersion": .number(peer.syncVersion), "hash": .string(hash),
+        ])
+        var request = HTTPClientRequest(url: peer.url + "/api/login/sync")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body.jsonBytes))
+        let response = try await client.execute(request, timeout: .seconds(120))
+        let answer = try await response.body.collect(upTo: 1 << 20)
+        guard response.status.code == 200 else {
+            let message =
+                (try? JSONParser.parseObject(Array(answer.readableBytesView)))?["message"]?.stringValue
+                ?? String(buffer: answer)
+            // Wrong secret, clock or version: retrying cannot help.
+            throw SyncFailure(
+                "login to \(peer.url) failed (\(response.status.code)): \(message)",
+                isPermanent: response.status.code < 500)
+        }
+        let object = try JSONParser.parseObject(Array(answer.readableBytesView))
+        guard case .string(let instanceId)? = object["instanceId"], let max = object["maxEntityChangeId"]?.intValue
+        else {
+            throw SyncFailure("login to \(peer.url): unexpected answer", isPermanent: false)
+        }
+        let cookie = response.headers.first(name: "set-cookie")
+        return (cookie, .loggedIn(instanceId: instanceId, maxEntityChangeId: EntityChangeID(UInt64(max))))
+    }
+
+    private func push(after: EntityChangeID, peerInstanceId: String?, cookie: String?) async throws -> SyncEvent {
+        let page = try server.changed(after: after, excludingInstance: peerInstanceId, compacted: !peer.fullHistory)
+        if !page.changes.isEmpty {
+            var w = JSONWriter(capacity: 4096 + page.changes.count * 800)
+            w.raw("{\"entities\":[")
+            for (i, logged) in page.changes.enumerated() {
+                if i > 0 { w.raw(",") }
+                logged.record.writeWire(to: &w, id: logged.id)
+            }
+            w.raw("],\"instanceId\":")
+            w.string(log.instanceId)
+            w.raw("}")
+            _ = try await request(
+                .PUT, "/api/sync/update?logMarkerId=\(RandomID.make(length: 10))", cookie: cookie, body: w.bytes,
+                headers: [("pageCount", "1"), ("pageIndex", "0"), ("requestId", "n/a")])
+            onStatus("sync-push-in-progress", page.lastEntityChangeId)
+        }
+        if page.lastEntityChangeId > after {
+            let checkpoint = (peer.pushCheckpoint, Self.encode(page.lastEntityChangeId))
+            _ = try await log.write { writer in writer.setCheckpoint(checkpoint.0, checkpoint.1) }
+        }
+        Counter(label: "tributary_sync_pushed_changes_total").increment(by: page.changes.count)
+        return .pushed(count: page.changes.count, through: page.lastEntityChangeId)
+    }
+
+    private func pull(after: EntityChangeID, peerInstanceId: String, cookie: String?) async throws -> SyncEvent {
+        var headers: [(String, String)] = []
+        if peer.fullHistory { headers.append((SyncPeer.historyHeader, "full")) }
+        let (object, bytes) = try await requestRaw(
+            .GET,
+            "/api/sync/changed?instanceId=\(log.instanceId)&lastEntityChangeId=\(after.rawValue)&logMarkerId=\(RandomID.make(length: 10))",
+            cookie: cookie, headers: headers)
+        _ = bytes
+        guard let object, case .array(let elements)? = object["entityChanges"],
+            let last = object["lastEntityChangeId"]?.intValue,
+            last >= 0
+        else { throw SyncFailure("\(peer.url): unexpected answer to /api/sync/changed", isPermanent: false) }
+        var records: [ChangeRecord] = []
+        records.reserveCapacity(elements.count)
+        for (i, element) in elements.enumerated() {
+            do {
+                records.append(try ChangeRecord(wireJSON: element.jsonBytes))
+            } catch {
+                throw SyncFailure("\(peer.url) sent a bad change (entityChanges[\(i)]): \(error)", isPermanent: false)
+            }
+        }
+        let through = EntityChangeID(UInt64(last))
+        // The cursor commits in the same transaction as the changes it covers.
+        _ = try await applier.applyRemote(
+            records, from: .peer(instanceId: peerInstanceId), checkpoint: (peer.pullCheckpoint, Self.encode(through)))
+        Counter(label: "tributary_sync_pulled_changes_total").increment(by: records.count)
+        return .pulled(count: records.count, through: through)
+    }
+
+    private func check(_ session: SyncSession, cookie: String?) async throws -> SyncEvent {
+        guard let object = try await request(.GET, "/api/sync/check", cookie: cookie),
+            case .object(let remote)? = object["entityHashes"], let max = object["maxEntityChangeId"]?.intValue
+        else { throw SyncFailure("\(peer.url): unexpected answer to /api/sync/check", isPermanent: false) }
+        let local = try server.entityHashes()
+        var mismatched: [SectorID] = []
+        // Both sides' names and sectors: a name only the peer has is a difference too (§7 item 5).
+        var names = Set(local.keys)
+        for member in remote.members { if let name = EntityName(rawValue: member.key) { names.insert(name) } }
+        for name in names {
+            let mine = local[name] ?? [:]
+            let theirs = remote[name.rawValue]?.objectValue ?? [:]
+            let sectors = Set(mine.keys).union(theirs.members.map(\.key))
+            for sector in sectors where mine[sector] != theirs[sector]?.stringValue {
+                mismatched.append(SectorID(name, sector))
+            }
+        }
+        let unpushed = try !server.changed(
+            after: session.lastSyncedPush, excludingInstance: session.peerInstanceId, maxChanges: 1
+        )
+        .changes.isEmpty
+        return .checked(
+            mismatched: mismatched, peerMaxEntityChangeId: EntityChangeID(UInt64(max)), hasUnpushed: unpushed)
+    }
+
+    // MARK: - HTTP
+
+    private func request(
+        _ method: HTTPMethod, _ path: String, cookie: String?, body: [UInt8]? = nil, headers: [(String, String)] = []
+    ) async throws -> JSONObject? {
+        try await requestRaw(method, path, cookie: cookie, body: body, headers: headers).0
+    }
+
+    /// Trilium's client conventions (§3.3): the session cookie echoed, 2xx is success, an empty
+    /// body is null; anything else fails with the peer's message.
+    private func requestRaw(
+        _ method: HTTPMethod, _ path: String, cookie: String?, body: [UInt8]? = nil, headers: [(String, String)] = []
+    ) async throws -> (JSONObject?, Int) {
+        var request = HTTPClientRequest(url: peer.url + path)
+        request.method = method
+        if let cookie { request.headers.add(name: "Cookie", value: cookie) }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await client.execute(request, timeout: .seconds(120))
+        let answer = try await response.body.collect(upTo: 512 << 20)
+        let bytes = Array(answer.readableBytesView)
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let message =
+                (try? JSONParser.parseObject(bytes))?["message"]?.stringValue
+                ?? String(decoding: bytes.prefix(100), as: UTF8.self)
+            throw SyncFailure(
+                "Request to \(method) \(peer.url)\(path.split(separator: "?").first ?? "") failed, error: \(response.status.code) \(message)",
+                isPermanent: false)
+        }
+        if bytes.isEmpty { return (nil, 0) }
+        return (try JSONParser.parseObject(bytes), bytes.count)
+    }
+}
+
+/// Capped exponential backoff with jitter: 1 s, 2 s, 4 s … up to 60 s, each ±25 %.
+struct Backoff {
+    var attempt = 0
+    let base: Double = 1
+    let cap: Double = 60
+
+    mutating func next() -> Duration {
+        let exponential = min(cap, base * pow(2, Double(attempt)))
+        attempt += 1
+        return .milliseconds(Int(exponential * Double.random(in: 0.75...1.25) * 1000))
+    }
+
+    mutating func reset() { attempt = 0 }
+}
