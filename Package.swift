@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Tributary", "TributaryCore", "EventLog", "Projections", "TributaryTesting", "TributaryCLI",
+                "Tributary", "TributaryCore", "EventLog", "Projections", "Sync", "TributaryTesting", "TributaryCLI",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict

@@ -66,7 +66,9 @@ public final class SyncEngine: Service, Sendable {
         self.logger = logger
         self.onStatus = onStatus
         var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
+        // The client retries a refused connection until the connect timeout: keep it short so a
+        // peer that is down fails the cycle quickly and the backoff decides when to try again.
+        configuration.timeout = .init(connect: .seconds(2), read: .seconds(120))
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let push = try log.checkpoint(peer.pushCheckpoint).flatMap(Self.decode) ?? .zero
         let pull = try log.checkpoint(peer.pullCheckpoint).flatMap(Self.decode) ?? .zero
@@ -152,7 +154,7 @@ public final class SyncEngine: Service, Sendable {
             }
             let seen = log.head
             do {
-                try await withGracefulShutdownHandler {
+                try await cancelWhenGracefulShutdown {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { try await Task.sleep(for: delay) }
                         group.addTask {
@@ -163,7 +165,6 @@ public final class SyncEngine: Service, Sendable {
                         try await group.next()
                         group.cancelAll()
                     }
-                } onGracefulShutdown: {
                 }
             } catch is CancellationError {
                 return

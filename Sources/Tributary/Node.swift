@@ -19,6 +19,8 @@ public struct NodeConfiguration: Sendable {
     /// The node this one syncs to, if any (it always serves the sync API itself).
     public var syncPeer: SyncPeer?
     public var syncInterval: Duration
+    /// Sync every interval and after local writes (off: only when asked, e.g. in tests).
+    public var syncAutomatically = true
 
     public init(
         dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,
@@ -113,7 +115,7 @@ public final class Node: Sendable {
         var services: [any Service] = []
         if let projections = store.projections { services.append(projections) }
         services.append(application)
-        if let syncEngine { services.append(syncEngine) }
+        if let syncEngine, configuration.syncAutomatically { services.append(syncEngine) }
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },

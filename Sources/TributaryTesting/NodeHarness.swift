@@ -17,14 +17,15 @@ public struct RunningNode: Sendable {
 /// Starts a node in `dataDirectory`, runs `body`, then shuts it down gracefully.
 public func withNode<R: Sendable>(
     dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, port: Int = 0,
-    syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(3600), logger: Logger = Logger(label: "node"),
+    syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(3600), syncAutomatically: Bool = false,
+    logger: Logger = Logger(label: "node"),
     _ body: (RunningNode) async throws -> R
 ) async throws -> R {
-    let node = try Node(
-        configuration: NodeConfiguration(
-            dataDirectory: dataDirectory, host: "127.0.0.1", port: port, syncVersion: syncVersion,
-            maxBodyBytes: maxBodyBytes, syncPeer: syncPeer, syncInterval: syncInterval),
-        logger: logger)
+    var configuration = NodeConfiguration(
+        dataDirectory: dataDirectory, host: "127.0.0.1", port: port, syncVersion: syncVersion,
+        maxBodyBytes: maxBodyBytes, syncPeer: syncPeer, syncInterval: syncInterval)
+    configuration.syncAutomatically = syncAutomatically
+    let node = try Node(configuration: configuration, logger: logger)
     defer { node.close() }
     let client = HTTPClient(eventLoopGroupProvider: .singleton)
     let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
