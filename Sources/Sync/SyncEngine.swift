@@ -310,25 +310,19 @@ public final class SyncEngine: Service, Sendable {
     private func pull(after: EntityChangeID, peerInstanceId: String, cookie: String?) async throws -> SyncEvent {
         var headers: [(String, String)] = []
         if peer.fullHistory { headers.append((SyncPeer.historyHeader, "full")) }
-        let (object, bytes) = try await requestRaw(
+        let body = try await requestBytes(
             .GET,
             "/api/sync/changed?instanceId=\(log.instanceId)&lastEntityChangeId=\(after.rawValue)&logMarkerId=\(RandomID.make(length: 10))",
             cookie: cookie, headers: headers)
-        _ = bytes
-        guard let object, case .array(let elements)? = object["entityChanges"],
-            let last = object["lastEntityChangeId"]?.intValue,
-            last >= 0
-        else { throw SyncFailure("\(peer.url): unexpected answer to /api/sync/changed", isPermanent: false) }
-        var records: [ChangeRecord] = []
-        records.reserveCapacity(elements.count)
-        for (i, element) in elements.enumerated() {
-            do {
-                records.append(try ChangeRecord(wireJSON: element.jsonBytes))
-            } catch {
-                throw SyncFailure("\(peer.url) sent a bad change (entityChanges[\(i)]): \(error)", isPermanent: false)
-            }
+        let page: SyncPullPage
+        do {
+            page = try SyncPullPage(json: body)
+        } catch {
+            throw SyncFailure("\(peer.url) sent a bad page of changes: \(error)", isPermanent: false)
         }
-        let through = EntityChangeID(UInt64(last))
+        let records = page.records
+        let last = page.lastEntityChangeId.rawValue
+        let through = EntityChangeID(last)
         // The cursor commits in the same transaction as the changes it covers.
         _ = try await applier.applyRemote(
             records, from: .peer(instanceId: peerInstanceId), checkpoint: (peer.pullCheckpoint, Self.encode(through)))
@@ -369,11 +363,19 @@ public final class SyncEngine: Service, Sendable {
         try await requestRaw(method, path, cookie: cookie, body: body, headers: headers).0
     }
 
-    /// Trilium's client conventions (§3.3): the session cookie echoed, 2xx is success, an empty
-    /// body is null; anything else fails with the peer's message.
     private func requestRaw(
         _ method: HTTPMethod, _ path: String, cookie: String?, body: [UInt8]? = nil, headers: [(String, String)] = []
     ) async throws -> (JSONObject?, Int) {
+        let bytes = try await requestBytes(method, path, cookie: cookie, body: body, headers: headers)
+        if bytes.isEmpty { return (nil, 0) }
+        return (try JSONParser.parseObject(bytes), bytes.count)
+    }
+
+    /// Trilium's client conventions (§3.3): the session cookie echoed, 2xx is success, an empty
+    /// body is null; anything else fails with the peer's message.
+    private func requestBytes(
+        _ method: HTTPMethod, _ path: String, cookie: String?, body: [UInt8]? = nil, headers: [(String, String)] = []
+    ) async throws -> [UInt8] {
         var request = HTTPClientRequest(url: peer.url + path)
         request.method = method
         if let cookie { request.headers.add(name: "Cookie", value: cookie) }
@@ -393,8 +395,7 @@ public final class SyncEngine: Service, Sendable {
                 "Request to \(method) \(peer.url)\(path.split(separator: "?").first ?? "") failed, error: \(response.status.code) \(message)",
                 isPermanent: false)
         }
-        if bytes.isEmpty { return (nil, 0) }
-        return (try JSONParser.parseObject(bytes), bytes.count)
+        return bytes
     }
 }
 

@@ -12,30 +12,14 @@ public struct SyncUpdateBody: Sendable {
     }
 
     static func decode(_ raw: UnsafeRawBufferPointer) throws(CoreError) -> SyncUpdateBody {
-        var parser = JSONParser(raw)
-        parser.skipWhitespace()
-        guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
-            throw CoreError(.wrongType, "the body must be a JSON object {\"entities\":[…],\"instanceId\":\"…\"}")
-        }
-        parser.position += 1
         var records: [ChangeRecord]?
         var instanceId: String?
-        parser.skipWhitespace()
-        if !parser.atEnd, parser.peek == UInt8(ascii: "}") {
-            parser.position += 1
-        } else {
-            while true {
-                parser.skipWhitespace()
-                guard !parser.atEnd, parser.peek == UInt8(ascii: "\"") else {
-                    throw parser.error("expected a member name")
-                }
-                let name = try parser.parseString()
-                parser.skipWhitespace()
-                try parser.expect(UInt8(ascii: ":"), "':'")
-                parser.skipWhitespace()
+        var parser = JSONParser(raw)
+        do throws(CoreError) {
+            try parser.members { name, parser throws(CoreError) in
                 switch name {
                 case "entities":
-                    records = try decodeRecords(&parser, raw)
+                    records = try parser.recordArray(raw, field: "entities")
                 case "instanceId":
                     let value = try parser.parseValue()
                     guard case .string(let s) = value else {
@@ -45,18 +29,10 @@ public struct SyncUpdateBody: Sendable {
                 default:
                     try parser.skipValue()
                 }
-                parser.skipWhitespace()
-                guard !parser.atEnd else { throw parser.error("unterminated object") }
-                if parser.peek == UInt8(ascii: ",") {
-                    parser.position += 1
-                    continue
-                }
-                try parser.expect(UInt8(ascii: "}"), "',' or '}'")
-                break
             }
+        } catch  where error.code == .wrongType && error.field == nil {
+            throw CoreError(.wrongType, "the body must be a JSON object {\"entities\":[…],\"instanceId\":\"…\"}")
         }
-        parser.skipWhitespace()
-        guard parser.atEnd else { throw parser.error("unexpected data after the body") }
         guard let records else { throw CoreError(.missingField, "required", field: "entities") }
         guard let instanceId else { throw CoreError(.missingField, "required", field: "instanceId") }
         guard RandomID.isAlphanumeric(instanceId) else {
@@ -68,39 +44,5 @@ public struct SyncUpdateBody: Sendable {
     init(records: [ChangeRecord], instanceId: String) {
         self.records = records
         self.instanceId = instanceId
-    }
-
-    private static func decodeRecords(_ parser: inout JSONParser, _ raw: UnsafeRawBufferPointer) throws(CoreError)
-        -> [ChangeRecord]
-    {
-        guard !parser.atEnd, parser.peek == UInt8(ascii: "[") else {
-            let value = try parser.parseValue()
-            throw CoreError(.wrongType, "expected an array, found \(value.typeName)", field: "entities")
-        }
-        parser.position += 1
-        var records: [ChangeRecord] = []
-        parser.skipWhitespace()
-        if !parser.atEnd, parser.peek == UInt8(ascii: "]") {
-            parser.position += 1
-            return records
-        }
-        while true {
-            parser.skipWhitespace()
-            let start = parser.position
-            try parser.skipValue()
-            do throws(CoreError) {
-                records.append(try ChangeRecord.decode(UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])))
-            } catch {
-                throw error.within("entities[\(records.count)]")
-            }
-            parser.skipWhitespace()
-            guard !parser.atEnd else { throw parser.error("unterminated array") }
-            if parser.peek == UInt8(ascii: ",") {
-                parser.position += 1
-                continue
-            }
-            try parser.expect(UInt8(ascii: "]"), "',' or ']'")
-            return records
-        }
     }
 }

@@ -153,7 +153,7 @@ extension Bench {
     }
 
     /// A fresh node in a scratch directory, a client, and a clean shutdown.
-    private func withBenchNode(
+    func withBenchNode(
         _ scratch: String, _ logger: Logger, _ body: (String, Node, HTTPClient) async throws -> Void
     ) async throws {
         let directory = scratch + "/bench-http-\(UUID().uuidString.prefix(8))"

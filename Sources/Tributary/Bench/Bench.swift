@@ -39,7 +39,7 @@ public struct BenchResult: Sendable {
 
 /// `tributary bench`: end-to-end workloads through the real apply path and log, in this process.
 public struct Bench: Sendable {
-    public static let workloads = ["W1-append", "W2-scan", "W5-rebuild"]
+    public static let workloads = ["W1-append", "W2-scan", "W4-catchup", "W5-rebuild"]
 
     public var workloads: [String]
     public var events: Int?
@@ -130,6 +130,9 @@ public struct Bench: Sendable {
             report(try scanDecoded(store, records.count, bytes))
         }
         if http { try await runHTTP(records, bytes, scratch: scratch, logger: logger, report: report) }
+        if workloads.contains("W4-catchup") {
+            try await runCatchup(records, bytes, scratch: scratch, logger: logger, report: report)
+        }
         if workloads.contains("W5-rebuild"), let projections = store.projections {
             let started = monotonicSeconds()
             try await projections.rebuild()
