@@ -148,12 +148,9 @@ extension Gateway {
         let fullHistory = request.headers[HTTPField.Name(SyncPeer.historyHeader)!] == "full"
         let page = try server.changed(after: after, excludingInstance: instanceId, compacted: !fullHistory)
         var w = JSONWriter(capacity: 4096 + page.changes.count * 512)
-        w.raw("{\"entityChanges\":[")
-        for (i, logged) in page.changes.enumerated() {
-            if i > 0 { w.raw(",") }
-            logged.record.writeWire(to: &w, id: logged.id)
-        }
-        w.raw("],\"lastEntityChangeId\":")
+        w.raw("{\"entityChanges\":")
+        w.writeRecords(page.changes)
+        w.raw(",\"lastEntityChangeId\":")
         w.number(page.lastEntityChangeId.rawValue)
         w.raw(",\"outstandingPullCount\":")
         w.number(page.outstandingPullCount)

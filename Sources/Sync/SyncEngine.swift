@@ -286,12 +286,9 @@ public final class SyncEngine: Service, Sendable {
         let page = try server.changed(after: after, excludingInstance: peerInstanceId, compacted: !peer.fullHistory)
         if !page.changes.isEmpty {
             var w = JSONWriter(capacity: 4096 + page.changes.count * 800)
-            w.raw("{\"entities\":[")
-            for (i, logged) in page.changes.enumerated() {
-                if i > 0 { w.raw(",") }
-                logged.record.writeWire(to: &w, id: logged.id)
-            }
-            w.raw("],\"instanceId\":")
+            w.raw("{\"entities\":")
+            w.writeRecords(page.changes)
+            w.raw(",\"instanceId\":")
             w.string(log.instanceId)
             w.raw("}")
             _ = try await request(

@@ -104,3 +104,18 @@ extension JSONParser {
         }
     }
 }
+
+extension JSONWriter {
+    /// A JSON array of sync records with their local ids: `entityChanges` of a pull page and
+    /// `entities` of a push body.
+    public mutating func writeRecords(_ changes: some Sequence<LoggedChange>) {
+        raw("[")
+        var first = true
+        for logged in changes {
+            if !first { raw(",") }
+            first = false
+            logged.record.writeWire(to: &self, id: logged.id)
+        }
+        raw("]")
+    }
+}
