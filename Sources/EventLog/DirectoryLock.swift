@@ -34,7 +34,15 @@ final class DirectoryLock: Sendable {
             DirectoryLock.openPaths.withLock { _ = $0.remove(canonical) }
             throw EventLogError(.storage, "cannot open \(lockPath): \(reason)")
         }
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+        // A process forking a child shares our lock's open file description until the child
+        // execs (O_CLOEXEC closes it only then), so a lock just released can look held for a
+        // moment: retry briefly before calling the directory in use.
+        var locked = flock(descriptor, LOCK_EX | LOCK_NB) == 0
+        for _ in 0..<20 where !locked {
+            usleep(50_000)
+            locked = flock(descriptor, LOCK_EX | LOCK_NB) == 0
+        }
+        if !locked {
             close(descriptor)
             DirectoryLock.openPaths.withLock { _ = $0.remove(canonical) }
             throw EventLogError(
