@@ -22,11 +22,16 @@ public struct Gateway: Sendable {
     let logger: Logger
     let sessions = Sessions()
     let uploads: PagedUploads
+    /// Status messages to every open WebSocket.
+    public let statusMessages: StatusBroadcaster
+    let frames = FrameCache()
 
     public init(
         configuration: GatewayConfiguration, log: EntityChangeLog, applier: ChangeApplier,
         projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String,
-        peers: @escaping @Sendable () -> [SyncEngine.PeerStatus] = { [] }, logger: Logger
+        peers: @escaping @Sendable () -> [SyncEngine.PeerStatus] = { [] },
+        status: StatusBroadcaster = StatusBroadcaster(),
+        logger: Logger
     ) {
         self.configuration = configuration
         self.log = log
@@ -34,6 +39,7 @@ public struct Gateway: Sendable {
         self.projections = projections
         self.metricsText = metricsText
         self.peers = peers
+        self.statusMessages = status
         self.logger = logger
         uploads = PagedUploads(maxBytes: configuration.maxPagedBytes)
     }
@@ -48,8 +54,12 @@ public struct Gateway: Sendable {
         router.add(middleware: MetricsMiddleware())
         addTriliumRoutes(router)
         addTributaryRoutes(router)
+        router.get("/ws") { request, _ -> Response in try webSocketRefusal(request) }
         return Application(
             router: router,
+            server: .http1WebSocketUpgrade(
+                configuration: .init(ws: .init(maxFrameSize: 64 << 10, autoPing: .enabled(timePeriod: .seconds(15))))
+            ) { request, _, _ in self.webSocketUpgrade(request) },
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "Tributary"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
@@ -96,6 +106,9 @@ public struct Gateway: Sendable {
     func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
         json(value.jsonBytes, status: status)
     }
+
+    /// The push cursor of this node's sync, for `frontend-update` (null without a peer).
+    func lastSyncedPush() -> EntityChangeID? { peers().first?.lastSyncedPush }
 
     func noContent() -> Response { Response(status: .noContent) }
 

@@ -17,6 +17,12 @@ public final class ProjectionRunner: Service, Sendable {
     let logger: Logger
     private let state = Mutex(State())
     private let lagGauge = Gauge(label: "tributary.views.lag")
+    private let rebuildListeners = Mutex<[@Sendable (String) -> Void]>([])
+
+    /// Calls `listener` with a reason after views are rebuilt (clients reload what they show).
+    public func onRebuild(_ listener: @escaping @Sendable (String) -> Void) {
+        rebuildListeners.withLock { $0.append(listener) }
+    }
 
     private struct State {
         var checkpoints: [String: EntityChangeID] = [:]
@@ -121,6 +127,8 @@ public final class ProjectionRunner: Service, Sendable {
         state.withLock { s in
             for projector in selected { s.checkpoints[projector.name] = reached }
         }
+        let reason = "rebuilt views: \(selected.map(\.name).joined(separator: ", "))"
+        for listener in rebuildListeners.withLock({ $0 }) { listener(reason) }
         // The build went through the WAL in one transaction; fold it back and truncate it.
         try await views.pool.writeWithoutTransaction { db in
             _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")

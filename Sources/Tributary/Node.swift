@@ -1,12 +1,13 @@
 import Dispatch
 import EventLog
-import Gateway
+public import Gateway
 import Hummingbird
 public import Logging
 import Projections
 import ServiceLifecycle
 public import Sync
 import Synchronization
+import TributaryCore
 
 /// How a node runs, validated before any file is opened.
 public struct NodeConfiguration: Sendable {
@@ -66,6 +67,8 @@ public final class Node: Sendable {
     public let credentials: Credentials
     /// Syncs to the configured peer (nil without one).
     public let syncEngine: SyncEngine?
+    /// Status messages to every WebSocket (sync progress, view rebuilds).
+    public let statusMessages = StatusBroadcaster()
     let logger: Logger
     private let boundPort = Mutex<Int?>(nil)
     private let group = Mutex<ServiceGroup?>(nil)
@@ -79,11 +82,20 @@ public final class Node: Sendable {
         let store = try Store(
             dataDirectory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
         self.store = store
+        let messages = statusMessages
+        store.projections?.onRebuild { reason in
+            let message: JSONValue = .object(["type": .string("reload-frontend"), "reason": .string(reason)])
+            messages.broadcast(String(decoding: message.jsonBytes, as: UTF8.self))
+        }
         do {
             syncEngine = try configuration.syncPeer.map {
                 try SyncEngine(
                     peer: $0, log: store.log, applier: store.applier, interval: configuration.syncInterval,
-                    logger: logger)
+                    logger: logger
+                ) { type, lastSyncedPush in
+                    // Trilium's sync status messages: sync-pull-in-progress, sync-push-in-progress, …
+                    messages.broadcast(#"{"type":"\#(type)","lastSyncedPush":\#(lastSyncedPush.rawValue)}"#)
+                }
             }
         } catch {
             store.close()
@@ -107,7 +119,8 @@ public final class Node: Sendable {
                 maxBodyBytes: configuration.maxBodyBytes),
             log: store.log, applier: store.applier, projections: store.projections,
             metricsText: { MetricsBootstrap.text() },
-            peers: { [engine = syncEngine] in engine.map { [$0.status] } ?? [] }, logger: logger)
+            peers: { [engine = syncEngine] in engine.map { [$0.status] } ?? [] }, status: statusMessages,
+            logger: logger)
         let application = gateway.makeApplication { port in
             self.boundPort.withLock { $0 = port }
             await onListening(port)

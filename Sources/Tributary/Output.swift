@@ -2,7 +2,10 @@ import Glibc
 
 /// Buffered output to a file descriptor, flushed in large writes. A closed pipe (`| head`)
 /// ends the output quietly instead of killing the process.
-public final class Output {
+///
+/// - Important: Use it from one task at a time (it is handed to a stream's serial callback,
+///   hence `@unchecked Sendable`).
+public final class Output: @unchecked Sendable {
     let fd: Int32
     var buffer: [UInt8] = []
     /// Set once the reader went away (EPIPE); further output is dropped.

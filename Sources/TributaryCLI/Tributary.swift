@@ -10,7 +10,8 @@ struct TributaryCommand: AsyncParsableCommand {
         abstract: "An event-sourced replication service that speaks Trilium's sync protocol.",
         subcommands: [
             ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, RebuildCommand.self,
-            ProjectCommand.self, ServeCommand.self, SyncCommand.self, CredentialsCommand.self, BenchCommand.self,
+            ProjectCommand.self, ServeCommand.self, SyncCommand.self, TailCommand.self, CredentialsCommand.self,
+            BenchCommand.self,
             SampleCommand.self,
         ])
 

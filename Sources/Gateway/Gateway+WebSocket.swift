@@ -1,0 +1,218 @@
+import EventLog
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import Synchronization
+import TributaryCore
+
+/// `GET /ws`: Trilium's WebSocket messages, plus a gap-free tail of the log.
+///
+/// Each socket has its own cursor. The first `ping` (or `?after=N`) sets it; the server then sends
+/// every change after it from the log and goes on with each new commit, in `frontend-update`
+/// messages whose ids only increase — no gap and no duplicate across the hand-over, because
+/// "replay" and "live" are the same loop reading the log. Memory per socket is one page: a
+/// socket that does not read only falls behind (`fell-behind`), it never holds anyone up.
+extension Gateway {
+    static let pageLimit = 500
+    /// A live socket this far behind the head is told it fell behind.
+    static let behindWindow: UInt64 = 5000
+
+    /// Authorizes an upgrade request: the bearer token as a header or `?token=`.
+    func webSocketUpgrade(_ request: HTTPRequest) -> ShouldUpgradeResult<
+        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
+    > {
+        guard let path = request.path, path == "/ws" || path.hasPrefix("/ws?") else { return .dontUpgrade }
+        let query = URLComponents(string: path)?.queryItems ?? []
+        let token =
+            request.headerFields[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+            ?? query.first(where: { $0.name == "token" })?.value
+        guard let token, constantTimeEqual(token, configuration.apiToken) else { return .dontUpgrade }
+        var start: EntityChangeID?
+        if let text = query.first(where: { $0.name == "after" })?.value {
+            guard let value = UInt64(text), value <= EntityChangeID.maxWire.rawValue else { return .dontUpgrade }
+            start = EntityChangeID(value)
+        }
+        let after = start
+        return .upgrade([:]) { inbound, outbound, _ in
+            try await self.serveSocket(inbound: inbound, outbound: outbound, after: after)
+        }
+    }
+
+    /// The HTTP answer to a `/ws` request that was not upgraded.
+    func webSocketRefusal(_ request: Request) throws -> Response {
+        if (try? requireToken(request)) == nil,
+            request.uri.queryParameters["token"].map({ constantTimeEqual(String($0), configuration.apiToken) }) != true
+        {
+            throw GatewayError.noToken
+        }
+        throw GatewayError.badRequest("/ws needs a WebSocket upgrade, and 'after' must be a non-negative integer")
+    }
+
+    func serveSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, after: EntityChangeID?)
+        async throws
+    {
+        let mailbox = Mailbox()
+        let registration = statusMessages.register(mailbox)
+        defer { statusMessages.unregister(registration) }
+        let cursor = CursorBox(after)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Reader: pings set the cursor (the first one only) and are answered.
+            group.addTask {
+                defer { mailbox.close() }
+                for try await message in inbound.messages(maxSize: 64 << 10) {
+                    guard case .text(let text) = message else {
+                        mailbox.post(Self.errorMessage("send JSON text frames"))
+                        continue
+                    }
+                    self.handleClientMessage(text, mailbox: mailbox, cursor: cursor)
+                }
+            }
+            // Commit watcher: wakes the writer after each commit past what it has seen.
+            group.addTask {
+                var seen = self.log.head
+                while !mailbox.isClosed {
+                    try await self.log.waitForHead(beyond: seen)
+                    seen = self.log.head
+                    mailbox.signal()
+                }
+            }
+            // Writer: the only task that writes to the socket.
+            group.addTask {
+                try await self.writeLoop(outbound: outbound, mailbox: mailbox, cursor: cursor)
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    func handleClientMessage(_ text: String, mailbox: Mailbox, cursor: CursorBox) {
+        guard let object = try? JSONParser.parseObject(Array(text.utf8)), case .string(let type)? = object["type"]
+        else {
+            mailbox.post(Self.errorMessage("malformed message: expected a JSON object with a \"type\""))
+            return
+        }
+        switch type {
+        case "ping":
+            var from: EntityChangeID?
+            switch object["lastEntityChangeId"] {
+            case nil, .null?: from = .zero
+            case .number(let n)? where UInt64(n).map({ $0 <= EntityChangeID.maxWire.rawValue }) == true:
+                from = EntityChangeID(UInt64(n)!)
+            default:
+                mailbox.post(Self.errorMessage("lastEntityChangeId must be a non-negative integer"))
+                return
+            }
+            // Only the first ping sets the cursor: a later one never rewinds the stream.
+            cursor.withLock { if $0 == nil { $0 = from } }
+            mailbox.post(#"{"type":"ping"}"#)
+        case "log-error", "log-info":
+            logger.debug("client log message", metadata: ["ws.type": "\(type)"])
+        default:
+            mailbox.post(Self.errorMessage("unknown message type '\(type.prefix(40))'"))
+        }
+    }
+
+    static func errorMessage(_ message: String) -> String {
+        String(
+            decoding: JSONValue.object(["type": .string("error"), "message": .string(message)]).jsonBytes, as: UTF8.self
+        )
+    }
+
+    func writeLoop(outbound: WebSocketOutboundWriter, mailbox: Mailbox, cursor: CursorBox) async throws {
+        var caughtUp = false
+        while !mailbox.isClosed {
+            for message in mailbox.take() { try await outbound.write(.text(message)) }
+            if var position = cursor.withLock({ $0 }) {
+                let head = log.head
+                if position < head {
+                    if caughtUp && head.rawValue - position.rawValue > Self.behindWindow {
+                        caughtUp = false
+                        try await outbound.write(
+                            .text(
+                                #"{"type":"fell-behind","lastEntityChangeId":\#(position.rawValue),"head":\#(head.rawValue)}"#
+                            ))
+                    }
+                    let frame = try frames.frame(
+                        after: position, head: head, log: log, lastSyncedPush: lastSyncedPush())
+                    try await outbound.write(.text(frame.text))
+                    position = frame.last
+                    cursor.withLock { $0 = position }
+                    continue
+                }
+                if !caughtUp {
+                    caughtUp = true
+                    try await outbound.write(.text(#"{"type":"caught-up","lastEntityChangeId":\#(position.rawValue)}"#))
+                    continue
+                }
+            }
+            await mailbox.wait()
+        }
+    }
+}
+
+/// Encoded `frontend-update` frames, shared: every socket at the head asks for the same page
+/// (same cursor, same head), so a commit is encoded once however many sockets follow it.
+final class FrameCache: Sendable {
+    struct Frame: Sendable {
+        let text: String
+        let last: EntityChangeID
+    }
+
+    private let frames = Mutex<[String: Frame]>([:])
+
+    func frame(after: EntityChangeID, head: EntityChangeID, log: EntityChangeLog, lastSyncedPush: EntityChangeID?)
+        throws
+        -> Frame
+    {
+        let key = "\(after.rawValue)/\(head.rawValue)"
+        if let frame = frames.withLock({ $0[key] }) { return frame }
+        let page = try log.changes(after: after, limit: Gateway.pageLimit)
+        // Trilium's referential order inside a message (§6.3): what others refer to first.
+        let ordered = page.sorted {
+            ($0.change.entityName.referentialOrder, $0.id) < ($1.change.entityName.referentialOrder, $1.id)
+        }
+        var w = JSONWriter(capacity: 256 + page.count * 800)
+        w.raw(#"{"type":"frontend-update","data":{"lastSyncedPush":"#)
+        if let lastSyncedPush { w.number(lastSyncedPush.rawValue) } else { w.raw("null") }
+        w.raw(#","entityChanges":["#)
+        for (i, logged) in ordered.enumerated() {
+            if i > 0 { w.raw(",") }
+            Self.writeElement(logged, to: &w)
+        }
+        w.raw("]}}")
+        let frame = Frame(text: String(decoding: w.bytes, as: UTF8.self), last: page.last?.id ?? after)
+        frames.withLock { f in
+            if f.count >= 16 { f.removeAll() }
+            f[key] = frame
+        }
+        return frame
+    }
+
+    /// Trilium's element: the entity_changes row (with its `id`) and the entity; for
+    /// `note_reordering` the positions map, as `positions`.
+    static func writeElement(_ logged: LoggedChange, to w: inout JSONWriter) {
+        var change = [UInt8]()
+        do {
+            var inner = JSONWriter()
+            logged.change.writeWire(to: &inner, id: logged.id)
+            change = inner.bytes
+        }
+        // Reopen the change object to add the entity.
+        w.raw(change.dropLast())
+        if let entity = logged.entity {
+            w.raw(logged.change.entityName == .noteReordering ? #","positions":"# : #","entity":"#)
+            w.raw(entity.bytes)
+        }
+        w.raw("}")
+    }
+}
+
+/// A socket's cursor, shared by its reader (the first ping sets it) and its writer.
+final class CursorBox: Sendable {
+    private let value: Mutex<EntityChangeID?>
+    init(_ initial: EntityChangeID?) { value = Mutex(initial) }
+    func withLock<R>(_ body: (inout EntityChangeID?) -> R) -> R { value.withLock { body(&$0) } }
+}

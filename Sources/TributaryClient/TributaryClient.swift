@@ -1,0 +1,226 @@
+import AsyncHTTPClient
+import Foundation
+import HummingbirdWSClient
+public import Logging
+import NIOCore
+import Synchronization
+public import TributaryCore
+
+/// What a followed stream delivers.
+public enum TailEvent: Sendable {
+    /// A change, in id order, each exactly once.
+    case change(LoggedChange)
+    /// Replay reached the head (then live changes follow).
+    case caughtUp(EntityChangeID)
+    /// The subscriber lagged; the server serves it from the log again.
+    case fellBehind(EntityChangeID)
+    /// Any other server message (`sync-finished`, `reload-frontend`, `toast`, …), parsed.
+    case status(type: String, message: JSONObject)
+}
+
+/// The error of the client: a refused request or a lost stream, with what to do.
+public struct ClientError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// A client of one node.
+public final class TributaryClient: Sendable {
+    public let url: String
+    let apiToken: String
+    let logger: Logger
+    let http: HTTPClient
+    private let state = Mutex(State())
+
+    private struct State {
+        var maxKnown: EntityChangeID = .zero
+        var processed: EntityChangeID = .zero
+        var cache: [EntityKey: EntityRow] = [:]
+        var nextToken = 0
+        var waiters: [Int: (EntityChangeID, CheckedContinuation<Void, any Error>)] = [:]
+    }
+
+    /// - Parameter url: the node's base URL, e.g. `http://127.0.0.1:8080`.
+    public init(url: String, apiToken: String, logger: Logger = Logger(label: "tributary.client")) {
+        var url = url
+        while url.hasSuffix("/") { url.removeLast() }
+        self.url = url
+        self.apiToken = apiToken
+        self.logger = logger
+        http = HTTPClient(eventLoopGroupProvider: .singleton)
+    }
+
+    /// Releases the HTTP client.
+    public func close() async { try? await http.shutdown() }
+
+    // MARK: - Writing
+
+    /// Writes a batch (`[{"entityName","entityId","entity"}]` or erasures, see docs/api.md) and
+    /// returns the ids assigned (nil when nothing was appended). Remembers the node's head from
+    /// the answer, for `waitFor()`.
+    public func write(_ batch: [JSONValue]) async throws -> ClosedRange<EntityChangeID>? {
+        var request = HTTPClientRequest(url: url + "/api/changes")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(apiToken)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: JSONValue.array(batch).jsonBytes))
+        let response = try await http.execute(request, timeout: .seconds(60))
+        let body = Array(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        if let head = response.headers.first(name: "trilium-max-entity-change-id").flatMap({ UInt64($0) }) {
+            state.withLock { $0.maxKnown = max($0.maxKnown, EntityChangeID(head)) }
+        }
+        let object = try? JSONParser.parseObject(body)
+        guard response.status.code == 200, let object else {
+            throw ClientError(
+                message:
+                    "write refused (\(response.status.code)): \(object?["message"]?.stringValue ?? String(decoding: body.prefix(200), as: UTF8.self))"
+            )
+        }
+        guard let first = object["firstId"]?.intValue, let last = object["lastId"]?.intValue else { return nil }
+        return EntityChangeID(UInt64(first))...EntityChangeID(UInt64(last))
+    }
+
+    // MARK: - Following
+
+    /// Follows the log from after `after`: replays what the node has, then each new change.
+    /// Reconnects with capped backoff after a lost connection and resumes after the last change
+    /// delivered, so `onEvent` sees every change exactly once, in order. Returns when `onEvent`
+    /// returns false or the task is cancelled.
+    public func follow(
+        after: EntityChangeID = .zero, _ onEvent: @escaping @Sendable (TailEvent) async throws -> Bool
+    ) async throws {
+        let delivered = Mutex(after)
+        let stop = Mutex(false)
+        let connected = Mutex(false)
+        var delay = 0.25
+        while !Task.isCancelled {
+            let from = delivered.withLock { $0 }
+            let base = url.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(
+                of: "https://", with: "wss://")
+            do {
+                var configuration = WebSocketClientConfiguration()
+                configuration.maxFrameSize = 64 << 20
+                configuration.additionalHeaders = [.authorization: "Bearer \(apiToken)"]
+                try await WebSocketClient.connect(
+                    url: base + "/ws?after=\(from.rawValue)", configuration: configuration, logger: logger
+                ) { inbound, _, _ in
+                    for try await message in inbound.messages(maxSize: 64 << 20) {
+                        guard case .text(let text) = message else { continue }
+                        for event in try self.events(text, after: delivered.withLock { $0 }) {
+                            if case .change(let logged) = event { delivered.withLock { $0 = logged.id } }
+                            self.absorb(event)
+                            if try await !onEvent(event) {
+                                stop.withLock { $0 = true }
+                                return
+                            }
+                        }
+                        connected.withLock { $0 = true }
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.debug("stream lost; reconnecting", metadata: ["error": "\(error)"])
+            }
+            if stop.withLock({ $0 }) { return }
+            if connected.withLock({ $0 }) { delay = 0.25 }
+            connected.withLock { $0 = false }
+            try await Task.sleep(for: .milliseconds(Int(delay * 1000 * Double.random(in: 0.8...1.2))))
+            delay = min(delay * 2, 10)
+        }
+    }
+
+    /// The events of one server message; changes at or before `after` (already delivered
+    /// before a reconnect) are dropped.
+    func events(_ text: String, after: EntityChangeID) throws -> [TailEvent] {
+        let object = try JSONParser.parseObject(Array(text.utf8))
+        guard case .string(let type)? = object["type"] else { return [] }
+        switch type {
+        case "frontend-update":
+            guard case .array(let elements)? = object["data"]?.objectValue?["entityChanges"] else { return [] }
+            var changes: [LoggedChange] = []
+            for element in elements {
+                guard case .object(var row) = element, let id = row["id"]?.intValue else { continue }
+                let entity = row["entity"] ?? row["positions"]
+                row["entity"] = nil
+                row["positions"] = nil
+                var record: [UInt8] = Array(#"{"entityChange":"#.utf8) + JSONValue.object(row).jsonBytes
+                if let entity { record += Array(#","entity":"#.utf8) + entity.jsonBytes }
+                record += [UInt8(ascii: "}")]
+                let change = try ChangeRecord(wireJSON: record)
+                if EntityChangeID(UInt64(id)) > after {
+                    changes.append(LoggedChange(id: EntityChangeID(UInt64(id)), record: change))
+                }
+            }
+            // Trilium orders a message referentially; deliver in id order.
+            return changes.sorted { $0.id < $1.id }.map { .change($0) }
+        case "caught-up": return [.caughtUp(EntityChangeID(UInt64(object["lastEntityChangeId"]?.intValue ?? 0)))]
+        case "fell-behind": return [.fellBehind(EntityChangeID(UInt64(object["lastEntityChangeId"]?.intValue ?? 0)))]
+        case "ping": return []
+        default: return [.status(type: type, message: object)]
+        }
+    }
+
+    /// Keeps the cache current and wakes `waitFor` callers (froca_updater's job).
+    func absorb(_ event: TailEvent) {
+        guard case .change(let logged) = event else { return }
+        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            let key = logged.change.key
+            if logged.change.isErased || logged.change.entityName == .noteReordering {
+                if logged.change.isErased { s.cache[key] = nil }
+            } else if let entity = logged.entity {
+                s.cache[key] = entity
+            }
+            s.processed = max(s.processed, logged.id)
+            s.maxKnown = max(s.maxKnown, logged.id)
+            var ready: [CheckedContinuation<Void, any Error>] = []
+            for (token, (id, continuation)) in s.waiters where id <= s.processed {
+                ready.append(continuation)
+                s.waiters[token] = nil
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// The current row of an entity, as the followed stream has delivered it.
+    public func cached(_ key: EntityKey) -> EntityRow? { state.withLock { $0.cache[key] } }
+
+    /// The highest id this client has processed from the stream.
+    public var processed: EntityChangeID { state.withLock { $0.processed } }
+
+    /// Waits until the stream has delivered `id` — by default the highest id this client knows
+    /// the node has (from its last write's answer): Trilium's `waitForMaxKnownEntityChangeId`.
+    ///
+    /// - Throws: `ClientError` after `timeout`.
+    public func waitFor(maxKnownEntityChangeId id: EntityChangeID? = nil, timeout: Duration) async throws {
+        let target = id ?? state.withLock { $0.maxKnown }
+        let token = state.withLock { s -> Int in
+            s.nextToken += 1
+            return s.nextToken
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                        let done = self.state.withLock { s -> Bool in
+                            if s.processed >= target { return true }
+                            s.waiters[token] = (target, continuation)
+                            return false
+                        }
+                        if done { continuation.resume() }
+                    }
+                } onCancel: {
+                    self.state.withLock { $0.waiters.removeValue(forKey: token)?.1 }?.resume(
+                        throwing: CancellationError())
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw ClientError(message: "change \(target) was not delivered within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+}
