@@ -111,6 +111,7 @@ extension Gateway {
             ])
         }
         let index = log.indexStatus
+        let sockets = statusMessages.cursors
         return json(
             .object([
                 "version": .string(TributaryVersion.current), "instanceId": .string(log.instanceId),
@@ -119,6 +120,10 @@ extension Gateway {
                     "checkpoint": .number(Int(index.checkpoint.rawValue)), "unindexed": .number(index.overlayCount),
                 ]),
                 "syncVersion": .number(configuration.syncVersion),
+                "webSockets": .object([
+                    "open": .number(sockets.count),
+                    "slowestCursor": sockets.compactMap { $0 }.min().map { .number(Int($0.rawValue)) } ?? .null,
+                ]),
             ]))
     }
 }

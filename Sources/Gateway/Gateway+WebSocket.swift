@@ -13,10 +13,13 @@ import TributaryCore
 /// Each socket has its own cursor. The first `ping` (or `?after=N`) sets it; the server then sends
 /// every change after it from the log and goes on with each new commit, in `frontend-update`
 /// messages whose ids only increase — no gap and no duplicate across the hand-over, because
-/// "replay" and "live" are the same loop reading the log. Memory per socket is one page: a
+/// "replay" and "live" are the same loop reading the log. Memory per socket is one frame: a
 /// socket that does not read only falls behind (`fell-behind`), it never holds anyone up.
 extension Gateway {
     static let pageLimit = 500
+    /// A frame stops after the change that takes it past this many bytes of entities, so a
+    /// socket's one frame in flight is small whatever the entities weigh.
+    static let frameBytes = 256 << 10
     /// A live socket this far behind the head is told it fell behind.
     static let behindWindow: UInt64 = 5000
 
@@ -55,9 +58,9 @@ extension Gateway {
         async throws
     {
         let mailbox = Mailbox()
-        let registration = statusMessages.register(mailbox)
-        defer { statusMessages.unregister(registration) }
         let cursor = CursorBox(after)
+        let registration = statusMessages.register(mailbox, cursor: cursor)
+        defer { statusMessages.unregister(registration) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Reader: pings set the cursor (the first one only) and are answered.
             group.addTask {
@@ -169,7 +172,14 @@ final class FrameCache: Sendable {
     {
         let key = "\(after.rawValue)/\(head.rawValue)"
         if let frame = frames.withLock({ $0[key] }) { return frame }
-        let page = try log.changes(after: after, limit: Gateway.pageLimit)
+        var page = try log.changes(after: after, limit: Gateway.pageLimit)
+        var bytes = 0
+        if let end = page.firstIndex(where: {
+            bytes += 200 + ($0.entity?.bytes.count ?? 0)
+            return bytes >= Gateway.frameBytes
+        }) {
+            page.removeSubrange((end + 1)...)
+        }
         // Trilium's referential order inside a message (§6.3): what others refer to first.
         let ordered = page.sorted {
             ($0.change.entityName.referentialOrder, $0.id) < ($1.change.entityName.referentialOrder, $1.id)

@@ -1,25 +1,26 @@
 import Synchronization
+public import TributaryCore
 
-/// Sends status messages (`sync-finished`, `reload-frontend`, `toast`, …) to every open socket.
-/// Each socket has a small mailbox; a socket that does not read loses old status messages, never
-/// holds up the sender or the others.
+/// Sends status messages (`sync-finished`, `reload-frontend`, `toast`, …) to every open socket,
+/// and knows where each socket's stream is. Each socket has a small mailbox; a socket that does
+/// not read loses old status messages, never holds up the sender or the others.
 public final class StatusBroadcaster: Sendable {
-    private let mailboxes = Mutex<[Int: Mailbox]>([:])
+    private let mailboxes = Mutex<[Int: (mailbox: Mailbox, cursor: CursorBox)]>([:])
     private let nextId = Mutex(0)
 
     public init() {}
 
     /// Sends a JSON text message to every socket.
     public func broadcast(_ message: String) {
-        for mailbox in mailboxes.withLock({ Array($0.values) }) { mailbox.post(message, droppable: true) }
+        for mailbox in mailboxes.withLock({ $0.values.map(\.mailbox) }) { mailbox.post(message, droppable: true) }
     }
 
-    func register(_ mailbox: Mailbox) -> Int {
+    func register(_ mailbox: Mailbox, cursor: CursorBox) -> Int {
         let id = nextId.withLock { n -> Int in
             n += 1
             return n
         }
-        mailboxes.withLock { $0[id] = mailbox }
+        mailboxes.withLock { $0[id] = (mailbox, cursor) }
         return id
     }
 
@@ -27,10 +28,16 @@ public final class StatusBroadcaster: Sendable {
 
     /// Open sockets.
     public var count: Int { mailboxes.withLock { $0.count } }
+
+    /// The last id sent on each open socket (nil until its first ping), in no particular order.
+    /// A socket's position is all the server keeps of its stream, so a socket far behind the
+    /// head costs no more memory than one at the head.
+    public var cursors: [EntityChangeID?] { mailboxes.withLock { $0.values.map { $0.cursor.withLock { $0 } } } }
 }
 
-/// The messages waiting for one socket's writer, and its wake-up. Bounded: beyond `limit`
-/// droppable messages (status) the oldest goes.
+/// The messages waiting for one socket's writer, and its wake-up. Bounded at `limit` messages:
+/// the oldest droppable one (status) goes first; when all are replies (a client sending pings
+/// without reading), the new reply is dropped.
 final class Mailbox: Sendable {
     private struct State {
         var messages: [(String, Bool)] = []
@@ -55,7 +62,8 @@ final class Mailbox: Sendable {
     func post(_ message: String, droppable: Bool = false) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             guard !s.closed else { return nil }
-            if droppable, s.messages.filter(\.1).count >= limit, let oldest = s.messages.firstIndex(where: \.1) {
+            if s.messages.count >= limit {
+                guard let oldest = s.messages.firstIndex(where: \.1) else { return nil }
                 s.messages.remove(at: oldest)
             }
             s.messages.append((message, droppable))

@@ -10,6 +10,10 @@ import TributaryClient
 import TributaryCore
 import TributaryTesting
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What one raw socket saw: change ids in order of arrival, and the other message types.
 final class SocketLog: Sendable {
     private let state = Mutex<(ids: [UInt64], types: [String])>(([], []))
@@ -55,11 +59,11 @@ func rawSocket(
     return log
 }
 
-func notes(_ range: Range<Int>, prefix: String = "ws") -> [JSONValue] {
+func notes(_ range: Range<Int>, prefix: String = "ws", padding: Int = 0) -> [JSONValue] {
     range.map { i in
         .object([
             "entityName": .string("notes"), "entityId": .string("\(prefix)\(i)"),
-            "entity": .object(["title": .string("note \(i)")]),
+            "entity": .object(["title": .string("note \(i)" + String(repeating: "~", count: padding))]),
         ])
     }
 }
@@ -75,7 +79,8 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
                 try await post(node, notes(0..<200))
-                async let subscriber = rawSocket(node) { log in log.ids.last == 5000 }
+                async let subscriber = rawSocket(node) { log in log.ids.last == 5000 && log.types.contains("caught-up")
+                }
                 for start in stride(from: 200, to: 5000, by: 40) { try await post(node, notes(start..<(start + 40))) }
                 let log = try await subscriber
                 #expect(log.ids == Array(1...5000))
@@ -121,8 +126,8 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 let complete = try await withThrowingTaskGroup(of: Bool.self) { group in
                     for _ in 0..<200 {
                         group.addTask {
-                            let log = try await rawSocket(node) { $0.types.last == "caught-up" && $0.ids.last == 400 }
-                            return log.ids == Array(1...400)
+                            let log = try await rawSocket(node) { $0.ids.last == 400 && $0.types.contains("caught-up") }
+                            return log.ids == Array(1...400) && log.types.contains("caught-up")
                         }
                     }
                     try await Task.sleep(for: .milliseconds(200))
@@ -169,6 +174,29 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 release.withLock { $0?.resume() }
                 try await stalledRun
                 #expect(stalled.ids == Array(1...12_000))
+            }
+        }
+    }
+
+    @Test func theServerKeepsAStalledSocketsPositionNotItsBacklog() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                let stalled = try StalledSocket(port: node.port, token: node.apiToken)
+                defer { stalled.close() }
+                // 13 MB, far more than the stalled socket's buffers (16 KB receive, the server's send
+                // buffer, one frame) hold.
+                for start in stride(from: 0, to: 12_000, by: 1000) {
+                    try await post(node, notes(start..<(start + 1000), padding: 1000))
+                }
+                let other = try await rawSocket(node) { $0.ids.last == 12_000 }
+                #expect(other.ids == Array(1...12_000))
+                let status = try JSONParser.parseObject(
+                    Array(try await node.request(.GET, "/api/status", headers: [node.bearer]).text.utf8))
+                let sockets = try #require(status["webSockets"]?.objectValue)
+                #expect(sockets["open"]?.intValue == 1)
+                // All the server holds for it is a position where the buffers filled, and one frame.
+                let slowest = try #require(sockets["slowestCursor"]?.intValue)
+                #expect(slowest > 0 && slowest < 8000, "the stalled socket was sent up to \(slowest)")
             }
         }
     }
@@ -233,4 +261,49 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
             }
         }
     }
+}
+
+/// A WebSocket client that upgrades and then never reads, with a small receive buffer: a
+/// subscriber stalled at the TCP level, which no WebSocket library offers to be.
+final class StalledSocket {
+    let fd: Int32
+
+    init(port: Int, token: String) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        // Set before connecting, a fixed receive buffer that the kernel does not grow.
+        var size: Int32 = 16 << 10
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        let request = Array(
+            ("GET /ws?after=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + "Authorization: Bearer \(token)\r\n\r\n").utf8)
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else {
+            throw POSIXError(.EIO)
+        }
+        // The answer's head, a byte at a time so that no frame is read.
+        var head: [UInt8] = []
+        var byte: UInt8 = 0
+        while !head.suffix(4).elementsEqual("\r\n\r\n".utf8) {
+            guard recv(fd, &byte, 1, 0) == 1 else { throw POSIXError(.ETIMEDOUT) }
+            head.append(byte)
+        }
+        guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else {
+            throw POSIXError(.ECONNREFUSED)
+        }
+    }
+
+    func close() { _ = Glibc.close(fd) }
 }
