@@ -44,6 +44,35 @@ import TributaryTesting
         }
     }
 
+    /// Every workload runs end to end and prints its line; W3's subscribers see every event once,
+    /// in order, with a latency stamp each (the figures themselves belong to release builds).
+    @Test func benchPrintsOneLinePerFigure() async throws {
+        try await withTemporaryDirectory { dir in
+            let result = try await runTributary([
+                "bench", "--events", "3000", "--durability", "none", "--scratch", dir, "--tail-cases", "1000x3",
+                "--tail-seconds", "2",
+            ])
+            #expect(result.exitCode == 0, "\(result.standardError)")
+            let lines = result.standardOutput.split(separator: "\n").map { line in
+                Dictionary(
+                    line.split(separator: " ").map { $0.split(separator: "=", maxSplits: 1).map(String.init) }
+                        .map { ($0[0], $0.count > 1 ? $0[1] : "") }, uniquingKeysWith: { $1 })
+            }
+            let workloads = Set(lines.compactMap { $0["workload"] })
+            #expect(workloads == ["W1-append", "W2-scan", "W3-tail", "W4-catchup", "W5-rebuild"])
+            let tail = try #require(lines.first { $0["workload"] == "W3-tail" })
+            #expect(tail["events"] == "2000")
+            #expect(tail["complete_subs"] == "3")
+            // Three subscribers, one second of warm-up excluded: about 3 × 1000 stamped samples.
+            let samples = try #require(tail["samples"].flatMap { Int($0) })
+            #expect(samples > 2000 && samples <= 3 * 2000, "\(samples) samples")
+            #expect(tail["p50_ms"].flatMap(Double.init).map { $0 > 0 } == true)
+            let bad = try await runTributary(["bench", "--tail-cases", "10k-by-50"])
+            #expect(bad.exitCode != 0)
+            #expect(bad.standardError.contains("RATExSUBSCRIBERS"))
+        }
+    }
+
     @Test func statusAndVerifyDescribeTheLog() async throws {
         try await withTemporaryDirectory { dir in
             let records = SampleEvents(seed: 4).records(1200)

@@ -39,7 +39,7 @@ public struct BenchResult: Sendable {
 
 /// `tributary bench`: end-to-end workloads through the real apply path and log, in this process.
 public struct Bench: Sendable {
-    public static let workloads = ["W1-append", "W2-scan", "W4-catchup", "W5-rebuild"]
+    public static let workloads = ["W1-append", "W2-scan", "W3-tail", "W4-catchup", "W5-rebuild"]
 
     public var workloads: [String]
     public var events: Int?
@@ -48,6 +48,9 @@ public struct Bench: Sendable {
     public var batchSize = 1000
     /// Also run W1 and W2 over HTTP against a node on 127.0.0.1.
     public var http = false
+    /// W3's cases and the seconds each runs.
+    public var tailCases = TailCase.standard
+    public var tailSeconds = 10
 
     public init(workloads: [String], events: Int?, input: String?) {
         self.workloads = workloads
@@ -130,6 +133,9 @@ public struct Bench: Sendable {
             report(try scanDecoded(store, records.count, bytes))
         }
         if http { try await runHTTP(records, bytes, scratch: scratch, logger: logger, report: report) }
+        if workloads.contains("W3-tail") {
+            try await runTail(records, bytes, scratch: scratch, logger: logger, report: report)
+        }
         if workloads.contains("W4-catchup") {
             try await runCatchup(records, bytes, scratch: scratch, logger: logger, report: report)
         }
