@@ -9,6 +9,7 @@ final class CommitNotifier: Sendable {
         var closed = false
         var nextToken = 0
         var waiters: [Int: (EntityChangeID, CheckedContinuation<Void, any Error>)] = [:]
+        var observers: [Int: @Sendable (EntityChangeID) -> Void] = [:]
     }
 
     private let state: Mutex<State>
@@ -20,17 +21,32 @@ final class CommitNotifier: Sendable {
     var head: EntityChangeID { state.withLock { $0.head } }
 
     func publish(_ head: EntityChangeID) {
-        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+        let (ready, observers) = state.withLock {
+            s -> ([CheckedContinuation<Void, any Error>], [@Sendable (EntityChangeID) -> Void]) in
             s.head = head
             var ready: [CheckedContinuation<Void, any Error>] = []
             for (token, (beyond, continuation)) in s.waiters where head > beyond {
                 ready.append(continuation)
                 s.waiters[token] = nil
             }
-            return ready
+            return (ready, Array(s.observers.values))
         }
         for continuation in ready { continuation.resume() }
+        for observer in observers { observer(head) }
     }
+
+    /// Calls `observer` with the new head after each commit, on the committing thread: it must
+    /// only note the news (e.g. wake a task), never block. Cheaper than a task per waiter when
+    /// many readers follow the head.
+    func observe(_ observer: @escaping @Sendable (EntityChangeID) -> Void) -> Int {
+        state.withLock { s in
+            s.nextToken += 1
+            s.observers[s.nextToken] = observer
+            return s.nextToken
+        }
+    }
+
+    func stopObserving(_ token: Int) { _ = state.withLock { $0.observers.removeValue(forKey: token) } }
 
     /// Returns once the head is past `id`.
     ///

@@ -693,6 +693,14 @@ public final class EntityChangeLog: Sendable {
         try await notifier.wait(beyond: id)
     }
 
+    /// Calls `observer` with the new head after each commit, on the committing thread; it must
+    /// return at once (wake something, never block). Returns a token for `stopObserving`.
+    public func observeCommits(_ observer: @escaping @Sendable (EntityChangeID) -> Void) -> Int {
+        notifier.observe(observer)
+    }
+
+    public func stopObserving(_ token: Int) { notifier.stopObserving(token) }
+
     /// Pages of changes after `id`: first what the log holds, then each new commit as it happens.
     public func tail(after id: EntityChangeID, pageSize: Int = 1000) -> ChangeTail {
         ChangeTail(log: self, cursor: id, pageSize: pageSize)

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOWebSocket
 import Synchronization
 import TributaryCore
 
@@ -61,6 +62,9 @@ extension Gateway {
         let cursor = CursorBox(after)
         let registration = statusMessages.register(mailbox, cursor: cursor)
         defer { statusMessages.unregister(registration) }
+        // Each commit wakes the writer directly: no task per socket waits on the log.
+        let observation = log.observeCommits { _ in mailbox.signal() }
+        defer { log.stopObserving(observation) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Reader: pings set the cursor (the first one only) and are answered.
             group.addTask {
@@ -71,15 +75,6 @@ extension Gateway {
                         continue
                     }
                     self.handleClientMessage(text, mailbox: mailbox, cursor: cursor)
-                }
-            }
-            // Commit watcher: wakes the writer after each commit past what it has seen.
-            group.addTask {
-                var seen = self.log.head
-                while !mailbox.isClosed {
-                    try await self.log.waitForHead(beyond: seen)
-                    seen = self.log.head
-                    mailbox.signal()
                 }
             }
             // Writer: the only task that writes to the socket.
@@ -140,7 +135,8 @@ extension Gateway {
                     }
                     let frame = try frames.frame(
                         after: position, head: head, log: log, lastSyncedPush: lastSyncedPush())
-                    try await outbound.write(.text(frame.text))
+                    // One text frame over the shared buffer: no copy per socket.
+                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame.buffer)))
                     position = frame.last
                     cursor.withLock { $0 = position }
                     continue
@@ -160,17 +156,22 @@ extension Gateway {
 /// (same cursor, same head), so a commit is encoded once however many sockets follow it.
 final class FrameCache: Sendable {
     struct Frame: Sendable {
-        let text: String
+        let buffer: ByteBuffer
         let last: EntityChangeID
     }
 
-    private let frames = Mutex<[String: Frame]>([:])
+    private struct Key: Hashable {
+        let after: EntityChangeID
+        let head: EntityChangeID
+    }
+
+    private let frames = Mutex<[Key: Frame]>([:])
 
     func frame(after: EntityChangeID, head: EntityChangeID, log: EntityChangeLog, lastSyncedPush: EntityChangeID?)
         throws
         -> Frame
     {
-        let key = "\(after.rawValue)/\(head.rawValue)"
+        let key = Key(after: after, head: head)
         if let frame = frames.withLock({ $0[key] }) { return frame }
         var page = try log.changes(after: after, limit: Gateway.pageLimit)
         var bytes = 0
@@ -193,7 +194,7 @@ final class FrameCache: Sendable {
             Self.writeElement(logged, to: &w)
         }
         w.raw("]}}")
-        let frame = Frame(text: String(decoding: w.bytes, as: UTF8.self), last: page.last?.id ?? after)
+        let frame = Frame(buffer: ByteBuffer(bytes: w.bytes), last: page.last?.id ?? after)
         frames.withLock { f in
             if f.count >= 16 { f.removeAll() }
             f[key] = frame

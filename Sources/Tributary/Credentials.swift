@@ -11,6 +11,19 @@ public struct Credentials: Codable, Sendable, Equatable {
 
     public static func path(inDataDirectory dataDirectory: String) -> String { dataDirectory + "/credentials.json" }
 
+    /// Reads existing credentials; a client must never invent a secret the node does not have.
+    public static func load(dataDirectory: String) throws -> Credentials {
+        let path = path(inDataDirectory: dataDirectory)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CredentialsError(message: "\(path) does not exist (start the node once, or pass the token)")
+        }
+        do {
+            return try JSONDecoder().decode(Credentials.self, from: data)
+        } catch {
+            throw CredentialsError(message: "\(path) is not valid credentials JSON (\(error)); fix or remove it")
+        }
+    }
+
     /// Reads the credentials, creating them (0600, never overwritten) if absent.
     ///
     /// - Throws: when the file exists but is unreadable or not valid JSON — a clear error, not a
@@ -18,13 +31,7 @@ public struct Credentials: Codable, Sendable, Equatable {
     public static func loadOrCreate(dataDirectory: String) throws -> Credentials {
         let path = path(inDataDirectory: dataDirectory)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        if let data = FileManager.default.contents(atPath: path) {
-            do {
-                return try JSONDecoder().decode(Credentials.self, from: data)
-            } catch {
-                throw CredentialsError(message: "\(path) is not valid credentials JSON (\(error)); fix or remove it")
-            }
-        }
+        if FileManager.default.fileExists(atPath: path) { return try load(dataDirectory: dataDirectory) }
         // Trilium's documentSecret and documentId are base64 of 16 random bytes.
         func secret(_ bytes: Int) -> String {
             var generator = SystemRandomNumberGenerator()

@@ -24,9 +24,9 @@ struct TailCommand: AsyncParsableCommand {
             apiToken = token
         } else {
             do {
-                apiToken = try Credentials.loadOrCreate(dataDirectory: data).apiToken
+                apiToken = try Credentials.load(dataDirectory: data).apiToken
             } catch {
-                throw fail("no --token and no credentials in \(data): \(error)")
+                throw fail("no --token, and \(error)")
             }
         }
         let client = TributaryClient(url: url, apiToken: apiToken)
