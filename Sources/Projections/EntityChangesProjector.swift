@@ -45,26 +45,37 @@ public struct EntityChangesProjector: Projector {
 
     public func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws {
         // The unique (entityName, entityId) index makes REPLACE drop the entity's older row.
-        let statement = try db.cachedStatement(sql: EntityChangesProjector.insertSQL)
+        let statement = try RowStatement(db, sql: EntityChangesProjector.insertSQL)
         for logged in changes { try insert(logged, statement) }
     }
 
     public func load(_ changes: ArraySlice<LoggedChange>, _ db: Database, rows: inout [EntityKey: Int64]) throws {
-        let statement = try db.cachedStatement(sql: EntityChangesProjector.insertSQL)
-        let delete = try db.cachedStatement(sql: "DELETE FROM entity_changes WHERE id = ?")
+        let statement = try RowStatement(db, sql: EntityChangesProjector.insertSQL)
+        let delete = try RowStatement(db, sql: "DELETE FROM entity_changes WHERE id = ?")
         for logged in changes {
             let id = Int64(bitPattern: logged.id.rawValue)
-            if let old = rows.updateValue(id, forKey: logged.change.key) { try delete.execute(arguments: [old]) }
+            if let old = rows.updateValue(id, forKey: logged.change.key) {
+                delete.reset()
+                delete.bind(1, old)
+                try delete.step()
+            }
             try insert(logged, statement)
         }
     }
 
-    private func insert(_ logged: LoggedChange, _ statement: Statement) throws {
+    private func insert(_ logged: LoggedChange, _ statement: RowStatement) throws {
         let c = logged.change
-        statement.setUncheckedArguments([
-            Int64(bitPattern: logged.id.rawValue), c.entityName.rawValue, c.entityId, c.hash, c.isErased ? 1 : 0,
-            c.changeId, c.componentId, c.instanceId, c.isSynced ? 1 : 0, c.utcDateChanged.description,
-        ])
-        try statement.execute()
+        statement.reset()
+        statement.bind(1, Int64(bitPattern: logged.id.rawValue))
+        statement.bindText(2, c.entityName.rawValue)
+        statement.bindText(3, c.entityId)
+        statement.bindText(4, c.hash)
+        statement.bind(5, c.isErased ? 1 : 0 as Int64)
+        statement.bindText(6, c.changeId)
+        statement.bindText(7, c.componentId)
+        statement.bindText(8, c.instanceId)
+        statement.bind(9, c.isSynced ? 1 : 0 as Int64)
+        statement.bindText(10, c.utcDateChanged.description)
+        try statement.step()
     }
 }

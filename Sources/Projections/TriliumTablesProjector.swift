@@ -24,9 +24,12 @@ public struct TriliumTablesProjector: Projector {
         let indexes: [String]
         let name: String
         let primaryKey: String
-        /// Column name → index in `columns`.
-        let position: [String: Int]
+        /// Column names as UTF-8, in order, for matching row members without making Strings.
+        let columnNames: [[UInt8]]
+        /// The column whose string values are base64 of bytes (`blobs.content`).
+        let blobColumn: Int?
         let insertSQL: String
+        let deleteRowSQL: String
         let replaceSQL: String
         let createSQL: String
 
@@ -43,9 +46,11 @@ public struct TriliumTablesProjector: Projector {
                     "CREATE UNIQUE INDEX IF NOT EXISTS IDX_\(entity.rawValue)_pk ON \(entity.rawValue) (\(columns[0].name))"
                 ]
                 + indexes.map { $0.replacingOccurrences(of: "CREATE INDEX ", with: "CREATE INDEX IF NOT EXISTS ") }
-            position = Dictionary(uniqueKeysWithValues: columns.enumerated().map { ($1.name, $0) })
+            columnNames = columns.map { Array($0.name.utf8) }
+            blobColumn = entity == .blobs ? 1 : nil
             let names = columns.map(\.name) + ["extra"]
             let values = Array(repeating: "?", count: names.count).joined(separator: ", ")
+            deleteRowSQL = "DELETE FROM \(name) WHERE rowid = ?"
             insertSQL = "INSERT INTO \(name) (\(names.joined(separator: ", "))) VALUES (\(values))"
             replaceSQL = "INSERT OR REPLACE INTO \(name) (\(names.joined(separator: ", "))) VALUES (\(values))"
             var parts = ["\(columns[0].name) \(columns[0].type) NOT NULL"]
@@ -174,10 +179,9 @@ public struct TriliumTablesProjector: Projector {
                     .execute(arguments: [change.entityId])
                 continue
             }
-            guard let values = try rowValues(logged, table) else { continue }
-            let statement = try db.cachedStatement(sql: table.replaceSQL)
-            statement.setUncheckedArguments(StatementArguments(values))
-            try statement.execute()
+            let statement = try RowStatement(db, sql: table.replaceSQL)
+            guard bindRow(logged, table, statement) else { continue }
+            try statement.step()
         }
     }
 
@@ -197,40 +201,93 @@ public struct TriliumTablesProjector: Projector {
             }
             guard let table = TriliumTablesProjector.byEntity[change.entityName] else { continue }
             if let old = rows.removeValue(forKey: change.key) {
-                try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE rowid = ?").execute(arguments: [old])
+                let delete = try RowStatement(db, sql: table.deleteRowSQL)
+                delete.reset()
+                delete.bind(1, old)
+                try delete.step()
             }
-            guard !change.isErased, let values = try rowValues(logged, table) else { continue }
-            let statement = try db.cachedStatement(sql: table.insertSQL)
-            statement.setUncheckedArguments(StatementArguments(values))
-            try statement.execute()
+            guard !change.isErased else { continue }
+            let statement = try RowStatement(db, sql: table.insertSQL)
+            guard bindRow(logged, table, statement) else { continue }
+            try statement.step()
             rows[change.key] = db.lastInsertedRowID
         }
     }
 
-    /// The row's values in column order, then `extra` (unknown members as a JSON object).
-    private func rowValues(_ logged: LoggedChange, _ table: Table) throws -> [DatabaseValue]? {
-        guard let entity = logged.entity else { return nil }
-        let row: JSONObject
-        do {
-            row = try entity.object()
-        } catch {
-            throw ProjectionError(.badChange, "change \(logged.id): \(error)")
-        }
-        var values = table.defaults
-        var extra: [JSONObject.Member] = []
-        for member in row.members {
-            if let i = table.position[member.key] {
-                values[i] = databaseValue(member.value, blob: table.entity == .blobs && i == 1)
-            } else {
-                extra.removeAll { $0.key == member.key }
-                extra.append(member)
+    /// Binds the row's values in column order, then `extra` (unknown members as a JSON object),
+    /// straight from the row's JSON; false when the change carries no row.
+    private func bindRow(_ logged: LoggedChange, _ table: Table, _ statement: RowStatement) -> Bool {
+        guard let entity = logged.entity else { return false }
+        statement.reset()
+        for (i, value) in table.defaults.enumerated() where !value.isNull { statement.bind(i + 1, value) }
+        var extra: [(key: String, raw: [UInt8])] = []
+        entity.forEachMember { name, member in
+            guard let i = table.columnNames.firstIndex(where: { $0.elementsEqual(name) }) else {
+                let key = String(decoding: name, as: UTF8.self)
+                extra.removeAll { $0.key == key }
+                extra.append((key, Array(member.raw)))
+                return
             }
+            bind(member, at: i + 1, blob: i == table.blobColumn, statement)
         }
-        values[0] = logged.change.entityId.databaseValue
-        values.append(
-            extra.isEmpty
-                ? .null : String(decoding: JSONValue.object(JSONObject(extra)).jsonBytes, as: UTF8.self).databaseValue)
-        return values
+        statement.bindText(1, logged.change.entityId)
+        if extra.isEmpty {
+            statement.bindNull(table.columns.count + 1)
+        } else {
+            var w = JSONWriter()
+            w.raw("{")
+            for (k, member) in extra.enumerated() {
+                if k > 0 { w.raw(",") }
+                w.string(member.key)
+                w.raw(":")
+                w.raw(member.raw)
+            }
+            w.raw("}")
+            w.bytes.withUnsafeBytes { statement.bindText(table.columns.count + 1, $0) }
+        }
+        return true
+    }
+
+    /// A member as SQLite stores it: strings as text, integers and reals, booleans as 0/1,
+    /// containers as their JSON text; blob content (base64 on the wire) as bytes.
+    private func bind(_ member: RowMember, at index: Int, blob: Bool, _ statement: RowStatement) {
+        switch member.kind {
+        case .null: statement.bindNull(index)
+        case .bool(let b): statement.bind(index, b ? 1 : 0 as Int64)
+        case .number:
+            if let i = Self.integer(member.text) {
+                statement.bind(index, i)
+            } else {
+                statement.bind(index, Double(String(decoding: member.text, as: UTF8.self)) ?? 0)
+            }
+        case .string:
+            if blob, let bytes = Data(base64Encoded: String(decoding: member.text, as: UTF8.self)) {
+                bytes.withUnsafeBytes { statement.bindBlob(index, $0) }
+            } else {
+                statement.bindText(index, member.text)
+            }
+        case .container: statement.bindText(index, member.raw)
+        }
+    }
+
+    /// A JSON number that is an Int64 (no fraction, no exponent, in range), else nil.
+    static func integer(_ digits: UnsafeRawBufferPointer) -> Int64? {
+        var i = 0
+        let negative = digits.first == UInt8(ascii: "-")
+        if negative { i = 1 }
+        guard i < digits.count else { return nil }
+        var magnitude: UInt64 = 0
+        while i < digits.count {
+            let d = digits[i] &- UInt8(ascii: "0")
+            guard d < 10 else { return nil }
+            let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(d))
+            guard !o1, !o2 else { return nil }
+            magnitude = sum
+            i += 1
+        }
+        if negative { return magnitude <= UInt64(Int64.max) + 1 ? Int64(bitPattern: 0 &- magnitude) : nil }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
     }
 
     /// `note_reordering`: the new positions of a parent's branches (Trilium updates only
@@ -244,22 +301,6 @@ public struct TriliumTablesProjector: Projector {
                 let (statement, row) = try locate(member.key)
             else { continue }
             try statement.execute(arguments: [position, row])
-        }
-    }
-
-    /// A row value as SQLite stores it: strings as text, integers and reals, booleans as 0/1,
-    /// containers as their JSON text; blob content (base64 on the wire) as bytes.
-    func databaseValue(_ value: JSONValue, blob: Bool) -> DatabaseValue {
-        switch value {
-        case .null: return .null
-        case .bool(let b): return (b ? 1 : 0 as Int64).databaseValue
-        case .number(let text):
-            if let i = Int64(text) { return i.databaseValue }
-            return (Double(text) ?? 0).databaseValue
-        case .string(let s):
-            if blob, let bytes = Data(base64Encoded: s) { return bytes.databaseValue }
-            return s.databaseValue
-        case .array, .object: return String(decoding: value.jsonBytes, as: UTF8.self).databaseValue
         }
     }
 }

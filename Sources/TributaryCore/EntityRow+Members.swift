@@ -1,0 +1,111 @@
+/// One top-level member of a row, as views read it: no `JSONValue` is built. Its buffers point
+/// into the row and are valid only inside the `forEachMember` call that passed it.
+public struct RowMember {
+    public enum Kind: Sendable, Equatable {
+        case null, bool(Bool), number, string, container
+    }
+
+    public let kind: Kind
+    /// The value's JSON text as stored (quotes and escapes included for strings).
+    public let raw: UnsafeRawBufferPointer
+    /// For a string, its content with escapes resolved (UTF-8, validated when the row was
+    /// written); for a number, its digits; otherwise `raw`.
+    public let text: UnsafeRawBufferPointer
+
+    init(kind: Kind, raw: UnsafeRawBufferPointer, text: UnsafeRawBufferPointer) {
+        self.kind = kind
+        self.raw = raw
+        self.text = text
+    }
+}
+
+extension EntityRow {
+    /// Calls `body` with each top-level member's name (escapes resolved) and value, in order.
+    /// A repeated name comes once per occurrence; the caller keeps the last, as `JSON.parse` does.
+    public func forEachMember<E: Error>(_ body: (_ name: UnsafeRawBufferPointer, _ value: RowMember) throws(E) -> Void)
+        throws(E)
+    {
+        let walked: Result<Void, E> = bytes.withUnsafeBytes { raw in
+            var parser = JSONParser(raw)
+            // A stored row is one compact, valid JSON object (checked when written, checksummed
+            // since); a parse failure ends the walk rather than being reported.
+            do {
+                guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return .success(()) }
+                parser.position += 1
+                parser.skipWhitespace()
+                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return .success(()) }
+                while true {
+                    parser.skipWhitespace()
+                    let name = try parser.readString()
+                    parser.skipWhitespace()
+                    try parser.expect(UInt8(ascii: ":"), "':'")
+                    parser.skipWhitespace()
+                    guard !parser.atEnd else { return .success(()) }
+                    let start = parser.position
+                    let kind: RowMember.Kind
+                    var text: JSONParser.StringContent?
+                    switch parser.peek {
+                    case UInt8(ascii: "\""):
+                        kind = .string
+                        text = try parser.readString()
+                    case UInt8(ascii: "{"), UInt8(ascii: "["):
+                        kind = .container
+                        try parser.skipValue()
+                    case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+                        kind = parser.peek == UInt8(ascii: "n") ? .null : .bool(parser.peek == UInt8(ascii: "t"))
+                        try parser.skipValue()
+                    default:
+                        kind = .number
+                        try parser.scanNumber()
+                    }
+                    let value = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
+                    let outcome: Result<Void, E> = name.withBytes(in: raw) { nameBytes in
+                        (text ?? .slice(start..<parser.position)).withBytes(in: raw) { textBytes in
+                            do throws(E) {
+                                try body(nameBytes, RowMember(kind: kind, raw: value, text: textBytes))
+                                return .success(())
+                            } catch {
+                                return .failure(error)
+                            }
+                        }
+                    }
+                    if case .failure = outcome { return outcome }
+                    parser.skipWhitespace()
+                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return .success(()) }
+                    parser.position += 1
+                }
+            } catch {
+                return .success(())
+            }
+        }
+        try walked.get()
+    }
+}
+
+extension JSONParser {
+    /// A string's content: a range of the input when it has no escapes, else the decoded bytes.
+    enum StringContent {
+        case slice(Range<Int>)
+        case decoded([UInt8])
+
+        func withBytes<R>(in input: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+            switch self {
+            case .slice(let range): return body(UnsafeRawBufferPointer(rebasing: input[range]))
+            case .decoded(let bytes): return bytes.withUnsafeBytes(body)
+            }
+        }
+    }
+
+    /// Moves past the string at the current position and returns its content.
+    mutating func readString() throws(CoreError) -> StringContent {
+        guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a string") }
+        let start = position
+        try skipString()
+        let range = (start + 1)..<(position - 1)
+        if UnsafeRawBufferPointer(rebasing: bytes[range]).firstIndex(of: UInt8(ascii: "\\")) == nil {
+            return .slice(range)
+        }
+        position = start
+        return .decoded(Array(try parseString().utf8))
+    }
+}
