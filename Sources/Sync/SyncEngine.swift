@@ -192,6 +192,8 @@ public final class SyncEngine: Service, Sendable {
         var cookie: String?
         var action = session.start()
         var outcome = Outcome()
+        var prefetch: Prefetch?
+        defer { prefetch?.task.cancel() }
         while true {
             let event: SyncEvent
             do {
@@ -205,7 +207,8 @@ public final class SyncEngine: Service, Sendable {
                     event = try await push(after: after, peerInstanceId: session.peerInstanceId, cookie: cookie)
                 case .pull(let after):
                     onStatus("sync-pull-in-progress", session.lastSyncedPush)
-                    event = try await pull(after: after, peerInstanceId: session.peerInstanceId!, cookie: cookie)
+                    event = try await pull(
+                        after: after, peerInstanceId: session.peerInstanceId!, cookie: cookie, prefetch: &prefetch)
                 case .finish:
                     _ = try await request(.POST, "/api/sync/finished", cookie: cookie)
                     event = .finished
@@ -304,18 +307,42 @@ public final class SyncEngine: Service, Sendable {
         return .pushed(count: page.changes.count, through: page.lastEntityChangeId)
     }
 
-    private func pull(after: EntityChangeID, peerInstanceId: String, cookie: String?) async throws -> SyncEvent {
+    /// The next page, requested while the previous one is applied: the peer reads and sends it
+    /// while this node validates and commits, instead of each side waiting for the other.
+    private struct Prefetch {
+        let after: EntityChangeID
+        let task: Task<SyncPullPage, any Error>
+    }
+
+    private func fetchPage(after: EntityChangeID, cookie: String?) async throws -> SyncPullPage {
         var headers: [(String, String)] = []
         if peer.fullHistory { headers.append((SyncPeer.historyHeader, "full")) }
         let body = try await requestBytes(
             .GET,
             "/api/sync/changed?instanceId=\(log.instanceId)&lastEntityChangeId=\(after.rawValue)&logMarkerId=\(RandomID.make(length: 10))",
             cookie: cookie, headers: headers)
-        let page: SyncPullPage
         do {
-            page = try SyncPullPage(json: body)
+            return try SyncPullPage(json: body)
         } catch {
             throw SyncFailure("\(peer.url) sent a bad page of changes: \(error)", isPermanent: false)
+        }
+    }
+
+    private func pull(after: EntityChangeID, peerInstanceId: String, cookie: String?, prefetch: inout Prefetch?)
+        async throws -> SyncEvent
+    {
+        let page: SyncPullPage
+        if let ahead = prefetch, ahead.after == after {
+            prefetch = nil
+            page = try await ahead.task.value
+        } else {
+            prefetch?.task.cancel()
+            prefetch = nil
+            page = try await fetchPage(after: after, cookie: cookie)
+        }
+        if page.lastEntityChangeId > after, !page.records.isEmpty {
+            let next = page.lastEntityChangeId
+            prefetch = Prefetch(after: next, task: Task { try await self.fetchPage(after: next, cookie: cookie) })
         }
         let records = page.records
         let last = page.lastEntityChangeId.rawValue

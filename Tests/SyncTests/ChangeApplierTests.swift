@@ -298,6 +298,19 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
             #expect(try node.log.current(EntityKey(.notes, "good1")) == nil)
         }
     }
+
+    /// Large batches are checked in two halves at once; the error is still the first bad record's.
+    @Test(arguments: [[100, 800], [700, 900], [999]])
+    func aLargeBatchNamesItsFirstBadRecord(_ bad: [Int]) async throws {
+        try await withNode { node in
+            var batch = (0..<1000).map { note("n\($0)", at: "2025-01-01 00:00:00.000Z") }
+            for i in bad { batch[i].change.hash = "" }
+            await #expect {
+                _ = try await node.applier.applyRemote(batch, from: .recordInstance)
+            } throws: { ($0 as? ApplyError)?.index == bad[0] && ($0 as? ApplyError)?.field == "entityChange.hash" }
+            #expect(node.log.head == 0)
+        }
+    }
 }
 
 @Suite struct LocalWriteTests {
