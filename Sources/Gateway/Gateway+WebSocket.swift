@@ -35,13 +35,20 @@ extension Gateway {
             ?? query.first(where: { $0.name == "token" })?.value
         guard let token, constantTimeEqual(token, configuration.apiToken) else { return .dontUpgrade }
         var start: EntityChangeID?
+        var detail = FrameCache.Detail.trilium
+        switch query.first(where: { $0.name == "rows" })?.value {
+        case nil, "trilium"?: break
+        case "full"?: detail = .full
+        default: return .dontUpgrade
+        }
         if let text = query.first(where: { $0.name == "after" })?.value {
             guard let value = UInt64(text), value <= EntityChangeID.maxWire.rawValue else { return .dontUpgrade }
             start = EntityChangeID(value)
         }
         let after = start
+        let rows = detail
         return .upgrade([:]) { inbound, outbound, _ in
-            try await self.serveSocket(inbound: inbound, outbound: outbound, after: after)
+            try await self.serveSocket(inbound: inbound, outbound: outbound, after: after, detail: rows)
         }
     }
 
@@ -52,12 +59,14 @@ extension Gateway {
         {
             throw GatewayError.noToken
         }
-        throw GatewayError.badRequest("/ws needs a WebSocket upgrade, and 'after' must be a non-negative integer")
+        throw GatewayError.badRequest(
+            "/ws needs a WebSocket upgrade; 'after' must be a non-negative integer and 'rows' trilium or full")
     }
 
-    func serveSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, after: EntityChangeID?)
-        async throws
-    {
+    func serveSocket(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, after: EntityChangeID?,
+        detail: FrameCache.Detail
+    ) async throws {
         let mailbox = Mailbox()
         let cursor = CursorBox(after)
         let registration = statusMessages.register(mailbox, cursor: cursor)
@@ -79,7 +88,7 @@ extension Gateway {
             }
             // Writer: the only task that writes to the socket.
             group.addTask {
-                try await self.writeLoop(outbound: outbound, mailbox: mailbox, cursor: cursor)
+                try await self.writeLoop(outbound: outbound, mailbox: mailbox, cursor: cursor, detail: detail)
             }
             try await group.next()
             group.cancelAll()
@@ -119,7 +128,9 @@ extension Gateway {
         )
     }
 
-    func writeLoop(outbound: WebSocketOutboundWriter, mailbox: Mailbox, cursor: CursorBox) async throws {
+    func writeLoop(outbound: WebSocketOutboundWriter, mailbox: Mailbox, cursor: CursorBox, detail: FrameCache.Detail)
+        async throws
+    {
         var caughtUp = false
         while !mailbox.isClosed {
             for message in mailbox.take() { try await outbound.write(.text(message)) }
@@ -134,7 +145,7 @@ extension Gateway {
                             ))
                     }
                     let frame = try frames.frame(
-                        after: position, head: head, log: log, lastSyncedPush: lastSyncedPush())
+                        after: position, head: head, detail: detail, log: log, lastSyncedPush: lastSyncedPush())
                     // One text frame over the shared buffer: no copy per socket.
                     try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame.buffer)))
                     position = frame.last
@@ -160,18 +171,29 @@ final class FrameCache: Sendable {
         let last: EntityChangeID
     }
 
+    /// What each element carries besides its change.
+    enum Detail: Hashable {
+        /// Trilium's enrichment (§6.3): the row for notes, branches, attributes and options; the
+        /// row plus `contentLength` for attachments; `noteId` for revisions; `positions` for
+        /// note_reordering; nothing for blobs, etapi_tokens and erasures.
+        case trilium
+        /// Every change's row (`?rows=full`), for audit tails and replicas.
+        case full
+    }
+
     private struct Key: Hashable {
         let after: EntityChangeID
         let head: EntityChangeID
+        let detail: Detail
     }
 
     private let frames = Mutex<[Key: Frame]>([:])
 
-    func frame(after: EntityChangeID, head: EntityChangeID, log: EntityChangeLog, lastSyncedPush: EntityChangeID?)
-        throws
-        -> Frame
-    {
-        let key = Key(after: after, head: head)
+    func frame(
+        after: EntityChangeID, head: EntityChangeID, detail: Detail, log: EntityChangeLog,
+        lastSyncedPush: EntityChangeID?
+    ) throws -> Frame {
+        let key = Key(after: after, head: head, detail: detail)
         if let frame = frames.withLock({ $0[key] }) { return frame }
         var page = try log.changes(after: after, limit: Gateway.pageLimit)
         var bytes = 0
@@ -191,7 +213,7 @@ final class FrameCache: Sendable {
         w.raw(#","entityChanges":["#)
         for (i, logged) in ordered.enumerated() {
             if i > 0 { w.raw(",") }
-            Self.writeElement(logged, to: &w)
+            try Self.writeElement(logged, detail: detail, log: log, to: &w)
         }
         w.raw("]}}")
         let frame = Frame(buffer: ByteBuffer(bytes: w.bytes), last: page.last?.id ?? after)
@@ -202,22 +224,66 @@ final class FrameCache: Sendable {
         return frame
     }
 
-    /// Trilium's element: the entity_changes row (with its `id`) and the entity; for
-    /// `note_reordering` the positions map, as `positions`.
-    static func writeElement(_ logged: LoggedChange, to w: inout JSONWriter) {
+    /// Trilium's element: the entity_changes row (with its `id`) and what `detail` adds.
+    static func writeElement(_ logged: LoggedChange, detail: Detail, log: EntityChangeLog, to w: inout JSONWriter)
+        throws
+    {
         var change = [UInt8]()
         do {
             var inner = JSONWriter()
             logged.change.writeWire(to: &inner, id: logged.id)
             change = inner.bytes
         }
-        // Reopen the change object to add the entity.
+        // Reopen the change object to add the detail.
         w.raw(change.dropLast())
-        if let entity = logged.entity {
-            w.raw(logged.change.entityName == .noteReordering ? #","positions":"# : #","entity":"#)
+        defer { w.raw("}") }
+        guard let entity = logged.entity else { return }
+        let name = logged.change.entityName
+        if name == .noteReordering {
+            w.raw(#","positions":"#)
             w.raw(entity.bytes)
+            return
         }
-        w.raw("}")
+        switch (detail, name) {
+        case (.full, _), (.trilium, .notes), (.trilium, .branches), (.trilium, .attributes), (.trilium, .options):
+            w.raw(#","entity":"#)
+            w.raw(entity.bytes)
+        case (.trilium, .revisions):
+            if case .string(let noteId)? = entity.value(forKey: "noteId") {
+                w.raw(#","noteId":"#)
+                w.string(noteId)
+            }
+        case (.trilium, .attachments):
+            w.raw(#","entity":"#)
+            guard let length = try contentLength(ofBlobOf: entity, log: log) else {
+                w.raw(entity.bytes)
+                return
+            }
+            // The row with one more member, as Trilium's attachment pojo has.
+            w.raw(entity.bytes.dropLast())
+            w.raw(entity.bytes.count > 2 ? #","contentLength":"# : #""contentLength":"#)
+            w.number(UInt64(length))
+            w.raw("}")
+        case (.trilium, _):
+            break
+        }
+    }
+
+    /// The byte length of the current content of the blob a row points at (nil: no such blob).
+    static func contentLength(ofBlobOf row: EntityRow, log: EntityChangeLog) throws -> Int? {
+        guard case .string(let blobId)? = row.value(forKey: "blobId"),
+            let current = try log.current(EntityKey(.blobs, blobId)), !current.isErased,
+            let blob = try log.change(at: current.id)?.entity
+        else { return nil }
+        var length: Int?
+        blob.forEachMember { name, member in
+            guard name.elementsEqual("content".utf8), member.kind == .string else { return }
+            // Content travels as base64 of its bytes: the decoded length, without decoding.
+            let text = member.text
+            let padding = text.suffix(2).filter { $0 == UInt8(ascii: "=") }.count
+            length = text.count / 4 * 3 - padding
+        }
+        return length
     }
 }
 

@@ -17,6 +17,8 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "The node's apiToken (default: read from --data's credentials.json).") var token: String?
     @Option(help: "The data directory whose credentials.json holds the token.") var data: String = "./tributary-data"
     @Option(help: "Print the changes after this id.") var from: UInt64 = 0
+    @Flag(help: "Every change with its row (by default as Trilium's UI gets them: no blob or token rows).")
+    var fullRows = false
 
     func run() async throws {
         let apiToken: String
@@ -32,7 +34,7 @@ struct TailCommand: AsyncParsableCommand {
         let client = TributaryClient(url: url, apiToken: apiToken)
         let output = Output()
         do {
-            try await client.follow(after: EntityChangeID(from)) { event in
+            try await client.follow(after: EntityChangeID(from), fullRows: fullRows) { event in
                 switch event {
                 case .change(let logged):
                     var writer = JSONWriter()

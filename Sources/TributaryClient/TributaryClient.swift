@@ -86,8 +86,12 @@ public final class TributaryClient: Sendable {
     /// Reconnects with capped backoff after a lost connection and resumes after the last change
     /// delivered, so `onEvent` sees every change exactly once, in order. Returns when `onEvent`
     /// returns false or the task is cancelled.
+    ///
+    /// - Parameter fullRows: every change with its row; by default changes carry what Trilium's
+    ///   `frontend-update` carries (no row for blobs and etapi_tokens, `noteId` for revisions).
     public func follow(
-        after: EntityChangeID = .zero, _ onEvent: @escaping @Sendable (TailEvent) async throws -> Bool
+        after: EntityChangeID = .zero, fullRows: Bool = false,
+        _ onEvent: @escaping @Sendable (TailEvent) async throws -> Bool
     ) async throws {
         let delivered = Mutex(after)
         let stop = Mutex(false)
@@ -102,7 +106,8 @@ public final class TributaryClient: Sendable {
                 configuration.maxFrameSize = 64 << 20
                 configuration.additionalHeaders = [.authorization: "Bearer \(apiToken)"]
                 try await WebSocketClient.connect(
-                    url: base + "/ws?after=\(from.rawValue)", configuration: configuration, logger: logger
+                    url: base + "/ws?after=\(from.rawValue)" + (fullRows ? "&rows=full" : ""),
+                    configuration: configuration, logger: logger
                 ) { inbound, _, _ in
                     for try await message in inbound.messages(maxSize: 64 << 20) {
                         guard case .text(let text) = message else { continue }

@@ -16,8 +16,10 @@ import TributaryTesting
 
 /// What one raw socket saw: change ids in order of arrival, and the other message types.
 final class SocketLog: Sendable {
-    private let state = Mutex<(ids: [UInt64], types: [String])>(([], []))
+    private let state = Mutex<(ids: [UInt64], types: [String], elements: [JSONObject])>(([], [], []))
     var ids: [UInt64] { state.withLock { $0.ids } }
+    /// Every `frontend-update` element, in arrival order.
+    var elements: [JSONObject] { state.withLock { $0.elements } }
     var types: [String] { state.withLock { $0.types } }
 
     /// Records a message; returns the ids it carried.
@@ -26,12 +28,15 @@ final class SocketLog: Sendable {
         let object = try JSONParser.parseObject(Array(text.utf8))
         let type = object["type"]?.stringValue ?? "?"
         var ids: [UInt64] = []
+        var objects: [JSONObject] = []
         if type == "frontend-update", case .array(let elements)? = object["data"]?.objectValue?["entityChanges"] {
-            ids = elements.compactMap { $0.objectValue?["id"]?.intValue }.map(UInt64.init).sorted()
+            objects = elements.compactMap(\.objectValue)
+            ids = objects.compactMap { $0["id"]?.intValue }.map(UInt64.init).sorted()
         }
         state.withLock { s in
             s.ids += ids
             s.types.append(type)
+            s.elements += objects
         }
         return ids
     }
@@ -197,6 +202,51 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 // All the server holds for it is a position where the buffers filled, and one frame.
                 let slowest = try #require(sockets["slowestCursor"]?.intValue)
                 #expect(slowest > 0 && slowest < 8000, "the stalled socket was sent up to \(slowest)")
+            }
+        }
+    }
+
+    @Test func elementsCarryWhatTriliumsFrontendUpdateCarries() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                func write(_ name: String, _ id: String, _ row: JSONObject) -> JSONValue {
+                    .object(["entityName": .string(name), "entityId": .string(id), "entity": .object(row)])
+                }
+                try await post(
+                    node,
+                    [
+                        write("blobs", "blob1", ["blobId": .string("blob1"), "content": .string("aGVsbG8gd29ybGQ=")]),
+                        write("notes", "note1", ["noteId": .string("note1"), "title": .string("N")]),
+                        write(
+                            "attachments", "att1",
+                            ["attachmentId": .string("att1"), "ownerId": .string("note1"), "blobId": .string("blob1")]),
+                        write("revisions", "rev1", ["revisionId": .string("rev1"), "noteId": .string("note1")]),
+                        write("etapi_tokens", "tok1", ["etapiTokenId": .string("tok1"), "name": .string("t")]),
+                    ])
+                func byName(_ log: SocketLog) -> [String: JSONObject] {
+                    Dictionary(
+                        log.elements.map { ($0["entityName"]?.stringValue ?? "?", $0) }, uniquingKeysWith: { $1 })
+                }
+                let triliumLog = try await rawSocket(node) { $0.ids.last == 5 }
+                let trilium = byName(triliumLog)
+                #expect(trilium["notes"]?["entity"]?.objectValue?["title"] == .string("N"))
+                #expect(trilium["blobs"]?["entity"] == nil)
+                #expect(trilium["etapi_tokens"]?["entity"] == nil)
+                #expect(trilium["revisions"]?["entity"] == nil)
+                #expect(trilium["revisions"]?["noteId"] == .string("note1"))
+                // "hello world": 11 bytes of content.
+                #expect(trilium["attachments"]?["entity"]?.objectValue?["contentLength"] == .number(11))
+                #expect(trilium["attachments"]?["entity"]?.objectValue?["ownerId"] == .string("note1"))
+                // Referential order inside the message: blobs and tokens, notes, revisions, attachments.
+                #expect(
+                    triliumLog.elements.compactMap { $0["entityName"]?.stringValue }
+                        == ["blobs", "etapi_tokens", "notes", "revisions", "attachments"])
+                let full = byName(try await rawSocket(node, query: "?after=0&rows=full") { $0.ids.last == 5 })
+                #expect(full["blobs"]?["entity"]?.objectValue?["content"] == .string("aGVsbG8gd29ybGQ="))
+                #expect(full["revisions"]?["entity"]?.objectValue?["noteId"] == .string("note1"))
+                #expect(full["attachments"]?["entity"]?.objectValue?["contentLength"] == nil)
+                let refused = try await node.request(.GET, "/ws?rows=some", headers: [node.bearer])
+                #expect(refused.status == 400)
             }
         }
     }
