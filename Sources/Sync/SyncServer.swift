@@ -86,11 +86,28 @@ public struct SyncServer: Sendable {
 
     /// Re-issues every entity of a sector so it is shipped again: a fresh changeId and **this
     /// node's instanceId** (Trilium keeps the old stamp, and the peer lacking the data is then
-    /// never sent it — PR #11000). Returns how many were re-issued.
+    /// never sent it — PR #11000). For a `blobs` sector, as Trilium does, also the notes,
+    /// attachments and revisions whose `blobId` falls in it: a blob mismatch may come from the
+    /// entity pointing at it. Returns how many were re-issued.
     public func queueSector(_ name: EntityName, sector: String) async throws -> Int {
         var targets: [(EntityKey, EntityChangeID)] = []
         try log.forEachCurrent(of: name) { key, entry in
             if entry.isSynced, key.id.hasPrefix(sector) { targets.append((key, entry.id)) }
+        }
+        if name == .blobs {
+            var referrers: [(EntityKey, EntityChangeID)] = []
+            for referrer in [EntityName.notes, .attachments, .revisions] {
+                try log.forEachCurrent(of: referrer) { key, entry in
+                    if entry.isSynced, !entry.isErased { referrers.append((key, entry.id)) }
+                }
+            }
+            for (key, id) in referrers {
+                if case .string(let blobId)? = try log.change(at: id)?.entity?.value(forKey: "blobId"),
+                    blobId.hasPrefix(sector)
+                {
+                    targets.append((key, id))
+                }
+            }
         }
         guard !targets.isEmpty else { return 0 }
         let chosen = targets

@@ -154,6 +154,37 @@ import TributaryTesting
         }
     }
 
+    @Test func aBlobSectorRequeueAlsoReissuesWhatPointsAtItsBlobs() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                var client = TriliumClient(node, instanceId: "clientAAAAAA")
+                _ = try await client.login()
+                let records = SampleEvents(seed: 44).records(600)
+                _ = try await client.push(records)
+                let sector = "B"
+                // The latest row of each entity, as the node holds it.
+                var latest: [EntityKey: ChangeRecord] = [:]
+                for record in records { latest[record.change.key] = record }
+                let expected = Set(
+                    latest.values.filter { record in
+                        let blobId = record.entity?.value(forKey: "blobId")?.stringValue
+                        switch record.change.entityName {
+                        case .blobs: return record.change.entityId.hasPrefix(sector)
+                        case .notes, .attachments, .revisions:
+                            return !record.change.isErased && blobId?.hasPrefix(sector) == true
+                        default: return false
+                        }
+                    }.map(\.change.key))
+                #expect(expected.contains { $0.name != .blobs })
+                let queued = try await node.request(
+                    .POST, "/api/sync/queue-sector/blobs/\(sector)", headers: client.sessionHeaders)
+                #expect(queued.status == 204)
+                let back = try await client.changed(after: 600)
+                #expect(Set(back.records.map(\.change.key)) == expected)
+            }
+        }
+    }
+
     @Test func syncSeedAndStats() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
