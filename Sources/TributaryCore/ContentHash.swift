@@ -10,10 +10,19 @@ public enum ContentHash {
     /// Trilium's `utils.hash`: Unicode NFC, SHA-1 over UTF-8, standard base64 (28 characters).
     public static func sha1Base64(_ text: String) -> String {
         var normalized = text
-        if !text.utf8.allSatisfy({ $0 < 0x80 }) {
-            normalized = text.precomposedStringWithCanonicalMapping
-        }
-        return Data(Insecure.SHA1.hash(data: Array(normalized.utf8))).base64EncodedString()
+        if !isNFC(text) { normalized = text.precomposedStringWithCanonicalMapping }
+        var hasher = Insecure.SHA1()
+        var utf8 = normalized
+        utf8.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        return Data(hasher.finalize()).base64EncodedString()
+    }
+
+    /// Whether `text` is known to be in NFC by Unicode's quick check — nearly always (ASCII, and
+    /// most other text), and then Foundation's normalizer, slow on long strings, is skipped. A
+    /// "maybe" goes to the normalizer, which leaves NFC text as it is.
+    static func isNFC(_ text: String) -> Bool {
+        var span = text.utf8Span
+        return span.checkForNFC(quickCheck: true)
     }
 
     /// An entity's `hash`: `"|"`-joined JavaScript string forms of its hashed properties, plus
