@@ -167,6 +167,7 @@ let package = Package(
             dependencies: [
                 "Gateway", "Tributary", "TributaryCore", "EventLog", "Sync", "TributaryTesting", "TributaryClient",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -23,6 +23,35 @@ extension Gateway {
         router.post("/api/changes") { request, _ in try await postChanges(request) }
         router.get("/api/changes") { request, _ in try getChanges(request) }
         router.get("/api/status") { request, _ in try status(request) }
+        router.post("/api/verify") { request, _ in try await runVerify(request) }
+        router.post("/api/toast") { request, _ in try await toast(request) }
+    }
+
+    /// `POST /api/verify` — checks the log and the views in this process; an unsound result is
+    /// also announced to every WebSocket as `consistency-checks-failed`, as Trilium does.
+    func runVerify(_ request: Request) async throws -> Response {
+        try requireToken(request)
+        guard let verify else { throw GatewayError.badRequest("this node has no verifier") }
+        let outcome = try await verify()
+        if !outcome.isSound { statusMessages.broadcast(#"{"type":"consistency-checks-failed"}"#) }
+        return json(.object(["sound": .bool(outcome.isSound), "report": .string(outcome.text)]))
+    }
+
+    /// `POST /api/toast` — `{"message": "…"}` shown to every connected UI as Trilium's `toast`.
+    func toast(_ request: Request) async throws -> Response {
+        try requireToken(request)
+        let object: JSONObject
+        do {
+            object = try JSONParser.parseObject(try await body(request))
+        } catch let error as CoreError {
+            throw GatewayError.badRequest("\(error)")
+        }
+        guard case .string(let message)? = object["message"], !message.isEmpty, message.count <= 2000 else {
+            throw GatewayError.badRequest("'message' must be a string of 1 to 2000 characters")
+        }
+        let text: JSONValue = .object(["type": .string("toast"), "message": .string(message)])
+        statusMessages.broadcast(String(decoding: text.jsonBytes, as: UTF8.self))
+        return Response(status: .noContent)
     }
 
     /// `POST /api/changes` — a batch of local writes `[{"entityName","entityId","entity"}]` or

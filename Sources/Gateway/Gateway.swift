@@ -19,6 +19,7 @@ public struct Gateway: Sendable {
     let projections: ProjectionRunner?
     let metricsText: @Sendable () -> String
     let peers: @Sendable () -> [SyncEngine.PeerStatus]
+    let verify: (@Sendable () async throws -> (isSound: Bool, text: String))?
     let logger: Logger
     let sessions = Sessions()
     let uploads: PagedUploads
@@ -31,8 +32,10 @@ public struct Gateway: Sendable {
         projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String,
         peers: @escaping @Sendable () -> [SyncEngine.PeerStatus] = { [] },
         status: StatusBroadcaster = StatusBroadcaster(),
+        verify: (@Sendable () async throws -> (isSound: Bool, text: String))? = nil,
         logger: Logger
     ) {
+        self.verify = verify
         self.configuration = configuration
         self.log = log
         server = SyncServer(log: log, applier: applier)

@@ -120,6 +120,10 @@ public final class Node: Sendable {
             log: store.log, applier: store.applier, projections: store.projections,
             metricsText: { MetricsBootstrap.text() },
             peers: { [engine = syncEngine] in engine.map { [$0.status] } ?? [] }, status: statusMessages,
+            verify: { [store] in
+                let outcome = try await VerifyOutcome(store: store, from: 0)
+                return (outcome.isSound, outcome.text)
+            },
             logger: logger)
         let application = gateway.makeApplication { port in
             self.boundPort.withLock { $0 = port }

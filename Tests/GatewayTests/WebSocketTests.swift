@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import HummingbirdWSClient
 import Logging
 import NIOCore
@@ -247,6 +248,42 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 #expect(full["attachments"]?["entity"]?.objectValue?["contentLength"] == nil)
                 let refused = try await node.request(.GET, "/ws?rows=some", headers: [node.bearer])
                 #expect(refused.status == 400)
+            }
+        }
+    }
+
+    @Test func toastsAndFailedConsistencyChecksReachEverySocket() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                try await post(node, notes(0..<10))
+                async let seen = rawSocket(node) { log in
+                    log.types.contains("toast") && log.types.contains("consistency-checks-failed")
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                // A sound node says so and announces nothing.
+                let sound = try await node.request(.POST, "/api/verify", headers: [node.bearer])
+                #expect(sound.status == 200)
+                #expect(try JSONParser.parseObject(Array(sound.text.utf8))["sound"] == .bool(true))
+                let toast = try await node.request(
+                    .POST, "/api/toast", headers: [node.bearer], body: Array(#"{"message":"backup at 2am"}"#.utf8))
+                #expect(toast.status == 204)
+                for bad in [#"{"message":5}"#, #"{}"#, "not json"] {
+                    let refused = try await node.request(
+                        .POST, "/api/toast", headers: [node.bearer], body: Array(bad.utf8))
+                    #expect(refused.status == 400, "\(bad)")
+                }
+                #expect(try await node.request(.POST, "/api/verify").status == 401)
+                // A view row changed behind the projector's back: verify finds it and tells the sockets.
+                try await node.node.store.views!.pool.write { db in
+                    try db.execute(sql: "UPDATE notes SET title = 'tampered' WHERE noteId = 'ws3'")
+                }
+                let unsound = try await node.request(.POST, "/api/verify", headers: [node.bearer])
+                let report = try JSONParser.parseObject(Array(unsound.text.utf8))
+                #expect(report["sound"] == .bool(false))
+                #expect(report["report"]?.stringValue?.contains("ws3") == true)
+                let types = try await seen.types
+                #expect(types.filter { $0 == "consistency-checks-failed" }.count == 1)
+                #expect(types.filter { $0 == "toast" }.count == 1)
             }
         }
     }
