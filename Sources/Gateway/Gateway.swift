@@ -61,7 +61,8 @@ public struct Gateway: Sendable {
         return Application(
             router: router,
             server: .http1WebSocketUpgrade(
-                configuration: .init(ws: .init(maxFrameSize: 64 << 10, autoPing: .enabled(timePeriod: .seconds(15))))
+                configuration: .init(
+                    ws: .init(maxFrameSize: 64 << 10, autoPing: .enabled(timePeriod: configuration.webSocketPing)))
             ) { request, _, _ in self.webSocketUpgrade(request) },
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "Tributary"),

@@ -14,6 +14,8 @@ public struct GatewayConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Largest reassembled multi-page push.
     public var maxPagedBytes: Int
+    /// How often `/ws` pings each socket; one that has not answered by the next ping is closed.
+    public var webSocketPing: Duration = .seconds(15)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, documentSecret: String, apiToken: String,

@@ -22,6 +22,8 @@ public struct NodeConfiguration: Sendable {
     public var syncInterval: Duration
     /// Sync every interval and after local writes (off: only when asked, e.g. in tests).
     public var syncAutomatically = true
+    /// How often each WebSocket is pinged; a socket silent until the next ping is closed.
+    public var webSocketPing: Duration = .seconds(15)
 
     public init(
         dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,
@@ -111,12 +113,14 @@ public final class Node: Sendable {
         async throws
     {
         _ = MetricsBootstrap.shared()
+        var gatewayConfiguration = GatewayConfiguration(
+            host: configuration.host, port: configuration.port, documentSecret: credentials.documentSecret,
+            apiToken: credentials.apiToken, documentId: credentials.documentId,
+            syncVersion: configuration.syncVersion,
+            maxBodyBytes: configuration.maxBodyBytes)
+        gatewayConfiguration.webSocketPing = configuration.webSocketPing
         let gateway = Gateway(
-            configuration: GatewayConfiguration(
-                host: configuration.host, port: configuration.port, documentSecret: credentials.documentSecret,
-                apiToken: credentials.apiToken, documentId: credentials.documentId,
-                syncVersion: configuration.syncVersion,
-                maxBodyBytes: configuration.maxBodyBytes),
+            configuration: gatewayConfiguration,
             log: store.log, applier: store.applier, projections: store.projections,
             metricsText: { MetricsBootstrap.text() },
             peers: { [engine = syncEngine] in engine.map { [$0.status] } ?? [] }, status: statusMessages,

@@ -18,13 +18,14 @@ public struct RunningNode: Sendable {
 public func withNode<R: Sendable>(
     dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, port: Int = 0,
     syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(3600), syncAutomatically: Bool = false,
-    logger: Logger = Logger(label: "node"),
+    webSocketPing: Duration = .seconds(15), logger: Logger = Logger(label: "node"),
     _ body: (RunningNode) async throws -> R
 ) async throws -> R {
     var configuration = NodeConfiguration(
         dataDirectory: dataDirectory, host: "127.0.0.1", port: port, syncVersion: syncVersion,
         maxBodyBytes: maxBodyBytes, syncPeer: syncPeer, syncInterval: syncInterval)
     configuration.syncAutomatically = syncAutomatically
+    configuration.webSocketPing = webSocketPing
     let node = try Node(configuration: configuration, logger: logger)
     defer { node.close() }
     let client = HTTPClient(eventLoopGroupProvider: .singleton)

@@ -288,6 +288,39 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
         }
     }
 
+    @Test func aSocketThatNeverAnswersPingsIsClosed() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node", webSocketPing: .milliseconds(300)) { node in
+                // Reads everything, answers nothing: dead as far as the server can tell.
+                let silent = try StalledSocket(port: node.port, token: node.apiToken, receiveBuffer: 1 << 20)
+                defer { silent.close() }
+                let started = ContinuousClock.now
+                #expect(silent.readUntilClosed(within: .seconds(20)))
+                #expect(ContinuousClock.now - started < .seconds(10))
+                // A socket that answers (the WebSocket client does, while it reads) stays open across
+                // five ping periods and is still served.
+                let alive = SocketLog()
+                var configuration = WebSocketClientConfiguration()
+                configuration.additionalHeaders = [.authorization: "Bearer \(node.apiToken)"]
+                try await WebSocketClient.connect(
+                    url: "ws://127.0.0.1:\(node.port)/ws", configuration: configuration, logger: Logger(label: "ws")
+                ) { inbound, outbound, _ in
+                    async let later: Void = {
+                        try await Task.sleep(for: .milliseconds(1500))
+                        try await outbound.write(.text(#"{"type":"ping","lastEntityChangeId":0}"#))
+                    }()
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        guard case .text(let text) = message else { continue }
+                        try alive.record(text)
+                        if alive.types.contains("ping") { break }
+                    }
+                    try await later
+                }
+                #expect(alive.types.contains("ping"))
+            }
+        }
+    }
+
     @Test func syncStatusMessagesArriveDuringARealSync() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/hub") { hub in
@@ -355,11 +388,11 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
 final class StalledSocket {
     let fd: Int32
 
-    init(port: Int, token: String) throws {
+    init(port: Int, token: String, receiveBuffer: Int32 = 16 << 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         // Set before connecting, a fixed receive buffer that the kernel does not grow.
-        var size: Int32 = 16 << 10
+        var size = receiveBuffer
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -390,6 +423,19 @@ final class StalledSocket {
         guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else {
             throw POSIXError(.ECONNREFUSED)
         }
+    }
+
+    /// Reads (and drops) whatever arrives until the server closes the connection; false if it
+    /// is still open after `within`.
+    func readUntilClosed(within: Duration) -> Bool {
+        let deadline = ContinuousClock.now + within
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while ContinuousClock.now < deadline {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return true }
+            if n < 0, errno != EAGAIN, errno != EWOULDBLOCK { return true }
+        }
+        return false
     }
 
     func close() { _ = Glibc.close(fd) }
