@@ -187,9 +187,11 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
     @Test func theServerKeepsAStalledSocketsPositionNotItsBacklog() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
-                let stalled = try StalledSocket(port: node.port, token: node.apiToken)
+                // Fixed before connecting (the kernel does not grow it): small enough to stall, large
+                // enough to drain megabytes quickly once it reads again.
+                let stalled = try StalledSocket(port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
                 defer { stalled.close() }
-                // 13 MB, far more than the stalled socket's buffers (16 KB receive, the server's send
+                // 13 MB, far more than the stalled socket's buffers (256 KB receive, the server's send
                 // buffer, one frame) hold.
                 for start in stride(from: 0, to: 12_000, by: 1000) {
                     try await post(node, notes(start..<(start + 1000), padding: 1000))
@@ -203,6 +205,9 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 // All the server holds for it is a position where the buffers filled, and one frame.
                 let slowest = try #require(sockets["slowestCursor"]?.intValue)
                 #expect(slowest > 0 && slowest < 8000, "the stalled socket was sent up to \(slowest)")
+                // When it reads again, it is told it fell behind (it had been caught up, at 0), then
+                // served from the log up to the last id.
+                #expect(stalled.read(until: [#""type":"fell-behind""#, #""id":12000,"#], within: .seconds(60)))
             }
         }
     }
@@ -290,15 +295,16 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
 
     @Test func aSocketThatNeverAnswersPingsIsClosed() async throws {
         try await withTemporaryDirectory { dir in
-            try await withNode(dataDirectory: dir + "/node", webSocketPing: .milliseconds(300)) { node in
+            try await withNode(dataDirectory: dir + "/node", webSocketPing: .seconds(2)) { node in
                 // Reads everything, answers nothing: dead as far as the server can tell.
                 let silent = try StalledSocket(port: node.port, token: node.apiToken, receiveBuffer: 1 << 20)
                 defer { silent.close() }
                 let started = ContinuousClock.now
-                #expect(silent.readUntilClosed(within: .seconds(20)))
-                #expect(ContinuousClock.now - started < .seconds(10))
+                #expect(silent.readUntilClosed(within: .seconds(60)))
+                // Two periods (ping, then no pong by the next) and scheduling slack on a busy machine.
+                #expect(ContinuousClock.now - started < .seconds(30))
                 // A socket that answers (the WebSocket client does, while it reads) stays open across
-                // five ping periods and is still served.
+                // several ping periods and is still served.
                 let alive = SocketLog()
                 var configuration = WebSocketClientConfiguration()
                 configuration.additionalHeaders = [.authorization: "Bearer \(node.apiToken)"]
@@ -306,7 +312,7 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                     url: "ws://127.0.0.1:\(node.port)/ws", configuration: configuration, logger: Logger(label: "ws")
                 ) { inbound, outbound, _ in
                     async let later: Void = {
-                        try await Task.sleep(for: .milliseconds(1500))
+                        try await Task.sleep(for: .seconds(7))
                         try await outbound.write(.text(#"{"type":"ping","lastEntityChangeId":0}"#))
                     }()
                     for try await message in inbound.messages(maxSize: 1 << 20) {
@@ -423,6 +429,33 @@ final class StalledSocket {
         guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else {
             throw POSIXError(.ECONNREFUSED)
         }
+    }
+
+    /// Reads until every one of `texts` has appeared in what arrived, in that order (frames'
+    /// payloads are unmasked text, so they can be searched as bytes); false after `within`.
+    func read(until texts: [String], within: Duration) -> Bool {
+        let deadline = ContinuousClock.now + within
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var searchFrom = 0
+        var remaining = texts.map { Array($0.utf8) }
+        while ContinuousClock.now < deadline, let wanted = remaining.first {
+            if let found = received[searchFrom...].firstRange(of: wanted) {
+                searchFrom = found.upperBound
+                remaining.removeFirst()
+                continue
+            }
+            // Only new bytes are searched next time (plus what a match could straddle), and only
+            // a tail is kept: the stream runs to megabytes.
+            let keep = received.suffix(64)
+            received = Array(keep)
+            searchFrom = 0
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return false }
+            if n < 0, errno != EAGAIN, errno != EWOULDBLOCK { return false }
+            if n > 0 { received += buffer[..<n] }
+        }
+        return remaining.isEmpty
     }
 
     /// Reads (and drops) whatever arrives until the server closes the connection; false if it
