@@ -147,7 +147,7 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
 
     @Test func aStalledSubscriberHoldsUpNobodyAndIsServedFromTheLogWhenItReads() async throws {
         try await withTemporaryDirectory { dir in
-            try await withNode(dataDirectory: dir + "/node") { node in
+            try await withNode(dataDirectory: dir + "/node", webSocketPing: .seconds(600)) { node in
                 let release = Mutex<CheckedContinuation<Void, Never>?>(nil)
                 let stalled = SocketLog()
                 let connected = Mutex(false)
@@ -186,7 +186,9 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
 
     @Test func theServerKeepsAStalledSocketsPositionNotItsBacklog() async throws {
         try await withTemporaryDirectory { dir in
-            try await withNode(dataDirectory: dir + "/node") { node in
+            try await withNode(dataDirectory: dir + "/node", webSocketPing: .seconds(600)) { node in
+                // Not reading means not answering WebSocket pings either: the ping period is kept
+                // longer than the test, which is about the stall, not liveness (tested below).
                 // Fixed before connecting (the kernel does not grow it): small enough to stall, large
                 // enough to drain megabytes quickly once it reads again.
                 let stalled = try StalledSocket(port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
