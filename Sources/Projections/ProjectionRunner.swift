@@ -26,9 +26,9 @@ public final class ProjectionRunner: Service, Sendable {
 
     private struct State {
         var checkpoints: [String: EntityChangeID] = [:]
-        var nextToken = 0
-        var waiters: [Int: (EntityChangeID, CheckedContinuation<Void, any Error>)] = [:]
     }
+
+    private let waiters = IdWaiters()
 
     public init(
         log: EntityChangeLog, views: ViewStore, projectors: [any Projector] = StandardProjectors.all,
@@ -207,47 +207,17 @@ public final class ProjectionRunner: Service, Sendable {
     private func publish() {
         let reached = minimumCheckpoint
         lagGauge.record(Double(log.head.rawValue - min(log.head.rawValue, reached.rawValue)))
-        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
-            var ready: [CheckedContinuation<Void, any Error>] = []
-            for (token, (id, continuation)) in s.waiters where id <= reached {
-                ready.append(continuation)
-                s.waiters[token] = nil
-            }
-            return ready
-        }
-        for continuation in ready { continuation.resume() }
+        waiters.resume(upTo: reached)
     }
 
     /// Returns once every view has projected `id` (it may not exist yet when called).
     ///
     /// - Throws: `ProjectionError.timeout` after `timeout`; `CancellationError`.
     public func waitFor(_ id: EntityChangeID, timeout: Duration) async throws {
-        let token = state.withLock { s -> Int in
-            s.nextToken += 1
-            return s.nextToken
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await withTaskCancellationHandler {
-                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                        let done = self.state.withLock { s -> Bool in
-                            if (s.checkpoints.values.min() ?? .zero) >= id { return true }
-                            s.waiters[token] = (id, continuation)
-                            return false
-                        }
-                        if done { continuation.resume() }
-                    }
-                } onCancel: {
-                    let continuation = self.state.withLock { $0.waiters.removeValue(forKey: token)?.1 }
-                    continuation?.resume(throwing: CancellationError())
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw ProjectionError(.timeout, "the views did not reach change \(id) within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            try await group.next()
+        try await waiters.wait(for: id, timeout: timeout) { [self] in
+            minimumCheckpoint
+        } timeoutError: {
+            ProjectionError(.timeout, "the views did not reach change \(id) within \(timeout)")
         }
     }
 }

@@ -36,9 +36,9 @@ public final class TributaryClient: Sendable {
         var maxKnown: EntityChangeID = .zero
         var processed: EntityChangeID = .zero
         var cache: [EntityKey: EntityRow] = [:]
-        var nextToken = 0
-        var waiters: [Int: (EntityChangeID, CheckedContinuation<Void, any Error>)] = [:]
     }
+
+    private let waiters = IdWaiters()
 
     /// - Parameter url: the node's base URL, e.g. `http://127.0.0.1:8080`.
     public init(url: String, apiToken: String, logger: Logger = Logger(label: "tributary.client")) {
@@ -169,7 +169,7 @@ public final class TributaryClient: Sendable {
     /// Keeps the cache current and wakes `waitFor` callers (froca_updater's job).
     func absorb(_ event: TailEvent) {
         guard case .change(let logged) = event else { return }
-        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+        let processed = state.withLock { s -> EntityChangeID in
             let key = logged.change.key
             if logged.change.isErased || logged.change.entityName == .noteReordering {
                 if logged.change.isErased { s.cache[key] = nil }
@@ -178,14 +178,9 @@ public final class TributaryClient: Sendable {
             }
             s.processed = max(s.processed, logged.id)
             s.maxKnown = max(s.maxKnown, logged.id)
-            var ready: [CheckedContinuation<Void, any Error>] = []
-            for (token, (id, continuation)) in s.waiters where id <= s.processed {
-                ready.append(continuation)
-                s.waiters[token] = nil
-            }
-            return ready
+            return s.processed
         }
-        for continuation in ready { continuation.resume() }
+        waiters.resume(upTo: processed)
     }
 
     /// The current row of an entity, as the followed stream has delivered it.
@@ -200,32 +195,10 @@ public final class TributaryClient: Sendable {
     /// - Throws: `ClientError` after `timeout`.
     public func waitFor(maxKnownEntityChangeId id: EntityChangeID? = nil, timeout: Duration) async throws {
         let target = id ?? state.withLock { $0.maxKnown }
-        let token = state.withLock { s -> Int in
-            s.nextToken += 1
-            return s.nextToken
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await withTaskCancellationHandler {
-                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                        let done = self.state.withLock { s -> Bool in
-                            if s.processed >= target { return true }
-                            s.waiters[token] = (target, continuation)
-                            return false
-                        }
-                        if done { continuation.resume() }
-                    }
-                } onCancel: {
-                    self.state.withLock { $0.waiters.removeValue(forKey: token)?.1 }?.resume(
-                        throwing: CancellationError())
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw ClientError(message: "change \(target) was not delivered within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            try await group.next()
+        try await waiters.wait(for: target, timeout: timeout) { [self] in
+            processed
+        } timeoutError: {
+            ClientError(message: "change \(target) was not delivered within \(timeout)")
         }
     }
 }
