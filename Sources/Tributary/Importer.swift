@@ -101,8 +101,10 @@ public struct Importer: Sendable {
     }
 }
 
-func monotonicSeconds() -> Double {
+func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+
+func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

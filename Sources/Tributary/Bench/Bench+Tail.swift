@@ -82,7 +82,7 @@ extension Bench {
                 var latencies = subscribers.flatMap(\.latencies)
                 latencies.sort()
                 func ms(_ p: Double) -> String {
-                    String(format: "%.3f", Double(nanosecondPercentile(latencies, p)) / 1e6)
+                    String(format: "%.3f", Double(percentile(latencies, p)) / 1e6)
                 }
                 result = BenchResult(
                     workload: "W3-tail", variant: "rate\(tailCase.rate)-k\(tailCase.subscribers)",
@@ -298,17 +298,4 @@ enum TailStamp {
         found.sort { $0.0 < $1.0 }
         return found
     }
-}
-
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// Nearest-rank percentile of an ascending array.
-func nanosecondPercentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
-    guard !sorted.isEmpty else { return 0 }
-    let k = min(sorted.count, max(1, Int(p / 100 * Double(sorted.count) + 0.5)))
-    return sorted[k - 1]
 }

@@ -202,8 +202,8 @@ public struct Bench: Sendable {
 }
 
 /// Nearest-rank percentile of an ascending array (as the reference programs compute it).
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
+func percentile<T: AdditiveArithmetic>(_ sorted: [T], _ p: Double) -> T {
+    guard !sorted.isEmpty else { return .zero }
     let k = min(sorted.count, max(1, Int(p / 100 * Double(sorted.count) + 0.5)))
     return sorted[k - 1]
 }
