@@ -98,7 +98,7 @@ public final class EntityChangeLog: Sendable {
                 readOnly: configuration.readOnly, logger: logger)
             self.instanceId = instanceId
             notifier = CommitNotifier(head: head)
-            var rebuilt = IndexOverlay(capacity: min(configuration.overlayLimit, 1 << 17))
+            var rebuilt = IndexOverlay(configuration)
             rebuilt.checkpoint = checkpoint
             overlay = Mutex(rebuilt)
             overlayError = Mutex(nil)
@@ -182,7 +182,7 @@ public final class EntityChangeLog: Sendable {
     /// Scans the changes after the index checkpoint back into the overlay.
     private func rebuildOverlay() throws {
         let checkpoint = overlay.withLock { $0.checkpoint }
-        var rebuilt = IndexOverlay(capacity: min(configuration.overlayLimit, 1 << 17))
+        var rebuilt = IndexOverlay(configuration)
         rebuilt.checkpoint = checkpoint
         var cursor = checkpoint
         while true {

@@ -48,6 +48,7 @@ struct IndexOverlay {
     mutating func foldRecent() {
         guard let r = recent else { return }
         recent = nil
+        growIfNeeded(adding: r.items.count)
         current.merge(r.current) { _, new in new }
         changeIds.merge(r.changeIds) { _, new in new }
         var id = r.firstId
@@ -57,13 +58,30 @@ struct IndexOverlay {
         }
     }
 
-    init(capacity: Int = 0) {
+    /// The most entries the overlay is expected to hold (the indexer drains it beyond this).
+    let fullCapacity: Int
+
+    /// Starts with room for `capacity` entries.
+    init(capacity: Int = 0, fullCapacity: Int = 0) {
+        self.fullCapacity = max(capacity, fullCapacity)
         current.reserveCapacity(capacity)
         changeIds.reserveCapacity(capacity)
         queue.reserveCapacity(capacity)
     }
 
+    /// Past the initial room, grows once to `fullCapacity`: doubling step by step would rehash
+    /// the whole overlay each time, and the last doublings (near a million entries) stalled the
+    /// writer queue for most of a second.
+    private mutating func growIfNeeded(adding n: Int) {
+        let needed = changeIds.count + n
+        guard needed > changeIds.capacity, changeIds.capacity < fullCapacity else { return }
+        let target = max(needed, fullCapacity)
+        current.reserveCapacity(target)
+        changeIds.reserveCapacity(target)
+    }
+
     mutating func add(id: EntityChangeID, key: EntityKey, changeId: String, entry: CurrentEntry) {
+        growIfNeeded(adding: 1)
         current[key] = entry
         changeIds[ChangeIdKey(changeId)] = id
         queue.append((id, key, changeId))
@@ -92,5 +110,15 @@ struct IndexOverlay {
             queue.removeAll(keepingCapacity: true)
             queueStart = 0
         }
+    }
+}
+
+extension IndexOverlay {
+    /// Room for 128k entries at first; the indexer starts draining at half the overlay limit, so
+    /// that (plus one large group) is all the overlay ever holds.
+    init(_ configuration: EntityChangeLog.Configuration) {
+        self.init(
+            capacity: min(configuration.overlayLimit, 1 << 17),
+            fullCapacity: configuration.overlayLimit / 2 + 65_536)
     }
 }

@@ -87,45 +87,52 @@ public final class ProjectionRunner: Service, Sendable {
         try await build(selected, progress: progress)
     }
 
-    /// Builds views from scratch up to the head in one transaction: readers keep seeing the old
-    /// views until it commits, and a crash leaves them as they were. Rows are loaded into tables
-    /// without indexes, which are created once at the end.
+    /// Builds views from scratch up to the head. Each view is loaded into a scratch database of
+    /// its own, all at the same time (one core each), without a journal; then one transaction of
+    /// `views.sqlite` replaces the old tables with copies of the new ones (docs/decisions/0009).
+    /// Readers keep seeing the old views until it commits, and a crash leaves them as they were.
     func build(_ selected: [any Projector], progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)?)
         async throws
     {
         let target = log.head
-        let log = self.log
-        let batchSize = self.batchSize
-        let reached = try await views.pool.write { db -> EntityChangeID in
-            var rows = Array(repeating: [EntityKey: Int64](), count: selected.count)
-            for projector in selected {
-                try projector.dropTables(db)
-                try projector.createTables(db)
+        let reports = BuildProgress(count: selected.count, target: target, report: progress)
+        let scratch = selected.map { views.scratchPath(for: $0.name) }
+        for path in scratch { ViewStore.removeScratch(path) }
+        defer { for path in scratch { ViewStore.removeScratch(path) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, projector) in selected.enumerated() {
+                group.addTask { [self] in
+                    try await buildAside(projector, at: scratch[i], upTo: target) { reports.reached($0, builder: i) }
+                }
             }
-            var cursor = EntityChangeID.zero
-            while cursor < target {
-                let page = try log.changes(after: cursor, limit: batchSize).prefix { $0.id <= target }
-                guard let last = page.last?.id else { break }
-                for (i, projector) in selected.enumerated() { try projector.load(page[...], db, rows: &rows[i]) }
-                cursor = last
-                progress?(cursor, target)
+            try await group.waitForAll()
+        }
+        try await views.pool.writeWithoutTransaction { db in
+            // ATTACH is refused inside a transaction.
+            for (i, path) in scratch.enumerated() {
+                try db.execute(sql: "ATTACH DATABASE ? AS \(Self.scratchSchema(i))", arguments: [path])
             }
-            for projector in selected {
-                try projector.createIndexes(db)
-                try db.execute(
-                    sql: """
-                        INSERT OR REPLACE INTO projector_state (projector, lastEntityChangeId, schemaVersion, rebuiltAt)
-                        VALUES (?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        projector.name, Int64(bitPattern: cursor.rawValue), projector.schemaVersion,
-                        UTCDateTime.now().description,
-                    ])
+            defer {
+                for i in scratch.indices { try? db.execute(sql: "DETACH DATABASE \(Self.scratchSchema(i))") }
             }
-            return cursor
+            try db.inTransaction {
+                for (i, projector) in selected.enumerated() {
+                    try projector.dropTables(db)
+                    try projector.createTables(db)
+                    try projector.createIndexes(db)
+                    // The same columns and indexes on both sides, into empty tables: SQLite copies
+                    // records and index entries as they are (its transfer optimization).
+                    for table in projector.tables {
+                        let name = table.name.quotedDatabaseIdentifier
+                        try db.execute(sql: "INSERT INTO main.\(name) SELECT * FROM \(Self.scratchSchema(i)).\(name)")
+                    }
+                    try Self.recordRebuild(projector, at: target, db)
+                }
+                return .commit
+            }
         }
         state.withLock { s in
-            for projector in selected { s.checkpoints[projector.name] = reached }
+            for projector in selected { s.checkpoints[projector.name] = target }
         }
         let reason = "rebuilt views: \(selected.map(\.name).joined(separator: ", "))"
         for listener in rebuildListeners.withLock({ $0 }) { listener(reason) }
@@ -134,6 +141,61 @@ public final class ProjectionRunner: Service, Sendable {
             _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
         publish()
+    }
+
+    static func scratchSchema(_ i: Int) -> String { "rebuild\(i)" }
+
+    private static func recordRebuild(_ projector: any Projector, at id: EntityChangeID, _ db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO projector_state (projector, lastEntityChangeId, schemaVersion, rebuiltAt)
+                VALUES (?, ?, ?, ?)
+                """,
+            arguments: [
+                projector.name, Int64(bitPattern: id.rawValue), projector.schemaVersion,
+                UTCDateTime.now().description,
+            ])
+    }
+
+    /// Loads one view from the log into the scratch database at `path`, rows first and indexes
+    /// last. Nothing reads it until it is complete, so it runs without a journal or fsync — a
+    /// crash only leaves a file that the next open removes.
+    private func buildAside(
+        _ projector: any Projector, at path: String, upTo target: EntityChangeID,
+        progress: @escaping @Sendable (EntityChangeID) -> Void
+    ) async throws {
+        var configuration = Configuration()
+        configuration.label = "rebuild-\(projector.name)"
+        configuration.prepareDatabase { db in
+            try db.execute(
+                sql: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -131072")
+        }
+        let log = self.log
+        let batchSize = self.batchSize
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        try await queue.write { db in
+            try Self.load(projector, from: log, upTo: target, batchSize: batchSize, into: db, progress: progress)
+        }
+        try queue.close()
+    }
+
+    /// Creates a view's tables and loads them from the log up to `target`, then indexes them.
+    private static func load(
+        _ projector: any Projector, from log: EntityChangeLog, upTo target: EntityChangeID, batchSize: Int,
+        into db: Database, progress: (EntityChangeID) -> Void
+    ) throws {
+        try projector.createTables(db)
+        var rows: [EntityKey: Int64] = [:]
+        rows.reserveCapacity(Int(min(target.rawValue, 1 << 22)))
+        var cursor = EntityChangeID.zero
+        while cursor < target {
+            let page = try log.changes(after: cursor, limit: batchSize).prefix { $0.id <= target }
+            guard let last = page.last?.id else { break }
+            try projector.load(page[...], db, rows: &rows)
+            cursor = last
+            progress(cursor)
+        }
+        try projector.createIndexes(db)
     }
 
     /// Projects everything up to the log head as of the call.
@@ -219,5 +281,27 @@ public final class ProjectionRunner: Service, Sendable {
         } timeoutError: {
             ProjectionError(.timeout, "the views did not reach change \(id) within \(timeout)")
         }
+    }
+}
+
+/// Reports the slowest of several concurrent view builds.
+private final class BuildProgress: Sendable {
+    private let cursors: Mutex<[EntityChangeID]>
+    private let target: EntityChangeID
+    private let report: (@Sendable (EntityChangeID, EntityChangeID) -> Void)?
+
+    init(count: Int, target: EntityChangeID, report: (@Sendable (EntityChangeID, EntityChangeID) -> Void)?) {
+        cursors = Mutex(Array(repeating: .zero, count: count))
+        self.target = target
+        self.report = report
+    }
+
+    func reached(_ id: EntityChangeID, builder: Int) {
+        guard let report else { return }
+        let slowest = cursors.withLock { cursors in
+            cursors[builder] = id
+            return cursors.min() ?? id
+        }
+        report(slowest, target)
     }
 }

@@ -45,9 +45,10 @@ extension Projector {
         try apply(changes, db)
     }
 
-    /// Drops every table of this projector.
+    /// Drops every table of this projector from the main database (never from an attached one:
+    /// an unqualified DROP of a table main lacks would find a rebuild's copy of it).
     public func dropTables(_ db: Database) throws {
-        for table in tables { try db.execute(sql: "DROP TABLE IF EXISTS \(table.name.quotedDatabaseIdentifier)") }
+        for table in tables { try db.execute(sql: "DROP TABLE IF EXISTS main.\(table.name.quotedDatabaseIdentifier)") }
     }
 }
 

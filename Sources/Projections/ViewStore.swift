@@ -21,6 +21,13 @@ public final class ViewStore: Sendable {
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         if !readOnly {
+            // Scratch databases of a rebuild that did not finish (the process died).
+            let directory = (path as NSString).deletingLastPathComponent
+            let prefix = (path as NSString).lastPathComponent + ViewStore.scratchInfix
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            where name.hasPrefix(prefix) {
+                try? FileManager.default.removeItem(atPath: directory + "/" + name)
+            }
             try pool.write { db in
                 try db.execute(
                     sql: """
@@ -32,6 +39,15 @@ public final class ViewStore: Sendable {
                         """)
             }
         }
+    }
+
+    static let scratchInfix = ".rebuild-"
+
+    /// Where a rebuild loads `view` before copying it in.
+    func scratchPath(for view: String) -> String { path + ViewStore.scratchInfix + view }
+
+    static func removeScratch(_ path: String) {
+        for suffix in ["", "-journal", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 
     public static func path(inDataDirectory dataDirectory: String) -> String { dataDirectory + "/views.sqlite" }

@@ -68,16 +68,43 @@ public struct UTCDateTime: Hashable, Comparable, Sendable, CustomStringConvertib
             days -= 1
         }
         let (year, month, day) = civilFromDays(Int(days))
-        let hour = Int(rest / 3_600_000)
-        let minute = Int(rest / 60_000 % 60)
-        let second = Int(rest / 1000 % 60)
-        let milli = Int(rest % 1000)
+        guard (0...9999).contains(year) else { return wideDescription(year, month, day, Int(rest)) }
+        // Written digit by digit into one buffer: this runs for every change a view, a pull page
+        // or a WebSocket frame writes, and interpolating padded pieces cost a dozen Strings each.
+        return String(unsafeUninitializedCapacity: 24) { out in
+            func put(_ value: Int, _ width: Int, at offset: Int) {
+                var v = value
+                for i in stride(from: offset + width - 1, through: offset, by: -1) {
+                    out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+            }
+            put(year, 4, at: 0)
+            out[4] = UInt8(ascii: "-")
+            put(month, 2, at: 5)
+            out[7] = UInt8(ascii: "-")
+            put(day, 2, at: 8)
+            out[10] = UInt8(ascii: " ")
+            put(Int(rest / 3_600_000), 2, at: 11)
+            out[13] = UInt8(ascii: ":")
+            put(Int(rest / 60_000 % 60), 2, at: 14)
+            out[16] = UInt8(ascii: ":")
+            put(Int(rest / 1000 % 60), 2, at: 17)
+            out[19] = UInt8(ascii: ".")
+            put(Int(rest % 1000), 3, at: 20)
+            out[23] = UInt8(ascii: "Z")
+            return 24
+        }
+    }
+
+    /// Years outside 0…9999 (never in Trilium's data, but representable).
+    private func wideDescription(_ year: Int, _ month: Int, _ day: Int, _ rest: Int) -> String {
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(hour, 2)):\(pad(minute, 2)):"
-            + "\(pad(second, 2)).\(pad(milli, 3))Z"
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(rest / 3_600_000, 2)):"
+            + "\(pad(rest / 60_000 % 60, 2)):\(pad(rest / 1000 % 60, 2)).\(pad(rest % 1000, 3))Z"
     }
 
     /// One millisecond later.

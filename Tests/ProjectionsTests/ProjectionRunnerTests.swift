@@ -19,7 +19,56 @@ struct BumpedEntityChanges: Projector {
     func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws { try inner.apply(changes, db) }
 }
 
+/// The entity_changes view failing part-way through a rebuild (a full disk, a bad record).
+struct FailingEntityChanges: Projector {
+    struct Failure: Error {}
+    let inner = EntityChangesProjector()
+    var name: String { inner.name }
+    var schemaVersion: Int { inner.schemaVersion }
+    var tables: [ViewTable] { inner.tables }
+    func createTables(_ db: Database) throws { try inner.createTables(db) }
+    func createIndexes(_ db: Database) throws { try inner.createIndexes(db) }
+    func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws { try inner.apply(changes, db) }
+    func load(_ changes: ArraySlice<LoggedChange>, _ db: Database, rows: inout [EntityKey: Int64]) throws {
+        try inner.load(changes, db, rows: &rows)
+        if changes.last?.id ?? .zero >= 200 { throw Failure() }
+    }
+}
+
 @Suite(.timeLimit(.minutes(3))) struct ProjectionRunnerTests {
+    /// Files a rebuild left next to `views.sqlite`.
+    func scratchFiles(_ views: ViewStore) throws -> [String] {
+        let directory = (views.path as NSString).deletingLastPathComponent
+        return try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".rebuild-") }
+    }
+
+    @Test func aRebuildThatFailsLeavesEveryOldViewAndNoScratchFiles() async throws {
+        try await withStore { store, _ in
+            _ = try await store.applier.applyRemote(SampleEvents(seed: 25).records(300), from: .recordInstance)
+            try await store.projections!.catchUp()
+            let views = store.views!
+            let before = try await StandardProjectors.all.asyncMap { try await digests(views, $0) }
+            let failing = ProjectionRunner(
+                log: store.log, views: views, projectors: [TriliumTablesProjector(), FailingEntityChanges()],
+                batchSize: 100, logger: logger)
+            await #expect(throws: FailingEntityChanges.Failure.self) { try await failing.rebuild() }
+            // Both views as they were — the one whose build succeeded is not swapped in alone.
+            #expect(try await StandardProjectors.all.asyncMap { try await digests(views, $0) } == before)
+            #expect(try views.states().mapValues(\.lastEntityChangeId) == ["trilium": 300, "entity_changes": 300])
+            #expect(try scratchFiles(views).isEmpty)
+
+            // A rebuild that works leaves nothing behind, and one killed mid-way is swept on open.
+            try await store.projections!.rebuild()
+            #expect(try scratchFiles(views).isEmpty)
+            #expect(try await StandardProjectors.all.asyncMap { try await digests(views, $0) } == before)
+            let leftover = views.path + ".rebuild-trilium"
+            #expect(FileManager.default.createFile(atPath: leftover, contents: Data("partial".utf8)))
+            let reopened = try ViewStore(path: views.path)
+            try reopened.close()
+            #expect(try scratchFiles(views).isEmpty)
+        }
+    }
+
     @Test func twentyThousandImportedEventsEqualARebuildRowForRow() async throws {
         try await withStore { store, dir in
             let records = SampleEvents(seed: 21).records(20_000)

@@ -61,19 +61,19 @@ public struct Bench: Sendable {
     /// The events, loaded into memory before any clock starts, with their JSON sizes.
     func loadEvents() throws -> ([ChangeRecord], Int) {
         if let input {
-            guard let data = FileManager.default.contents(atPath: input) else {
-                throw ImportError(line: 0, message: "cannot read \(input)")
-            }
+            let fd = open(input, O_RDONLY)
+            guard fd >= 0 else { throw ImportError(line: 0, message: "cannot read \(input)") }
+            defer { close(fd) }
+            // Streamed: `--events N` reads only the first N lines of a large file.
+            var reader = LineReader(fd: fd)
             var records: [ChangeRecord] = []
             var bytes = 0
-            var lineNumber = 0
-            for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
-                lineNumber += 1
-                if let events, records.count >= events { break }
+            while events.map({ records.count < $0 }) ?? true, let line = try reader.next() {
+                guard !line.isEmpty else { continue }
                 do {
                     records.append(try ChangeRecord(wireJSON: line))
                 } catch {
-                    throw ImportError(line: lineNumber, message: error.description)
+                    throw ImportError(line: reader.lineNumber, message: error.description)
                 }
                 bytes += line.count
             }
