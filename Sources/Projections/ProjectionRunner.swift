@@ -168,7 +168,10 @@ public final class ProjectionRunner: Service, Sendable {
         configuration.label = "rebuild-\(projector.name)"
         configuration.prepareDatabase { db in
             try db.execute(
-                sql: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -131072")
+                sql: """
+                    PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -131072;
+                    \(ViewStore.pragmas)
+                    """)
         }
         let log = self.log
         let batchSize = self.batchSize

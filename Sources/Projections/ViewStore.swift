@@ -17,7 +17,7 @@ public final class ViewStore: Sendable {
         configuration.prepareDatabase { db in
             // Views are derived and rebuildable: NORMAL keeps WAL safe from corruption without an
             // fsync per projected batch.
-            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \(ViewStore.pragmas)")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         if !readOnly {
@@ -42,6 +42,12 @@ public final class ViewStore: Sendable {
     }
 
     static let scratchInfix = ".rebuild-"
+
+    /// For every connection to views or their scratch copies. Debian builds SQLite with
+    /// secure_delete on, which overwrites every freed page and deleted cell with zeros: dropping
+    /// the views of 1M changes took 8.6 s instead of 0.5 s, and every replaced row paid too.
+    /// Nothing is hidden by it here — the log keeps every row ever written (docs/decisions/0010).
+    static let pragmas = "PRAGMA secure_delete = OFF"
 
     /// Where a rebuild loads `view` before copying it in.
     func scratchPath(for view: String) -> String { path + ViewStore.scratchInfix + view }

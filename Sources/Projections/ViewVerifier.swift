@@ -46,7 +46,9 @@ public enum ViewVerifier {
                 }
             }
             var configuration = Configuration()
-            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = OFF; \(ViewStore.pragmas)")
+            }
             let scratch = try DatabaseQueue(path: path, configuration: configuration)
             try await scratch.write { db in
                 try projector.createTables(db)
