@@ -219,4 +219,56 @@ import TributaryTesting
                     "ok: views equal a rebuild from the log (entity_changes @ 14000, trilium @ 14000)"))
         }
     }
+
+    /// Every table of every view: its digest (row count and hash, in key order).
+    func viewDigests(_ views: ViewStore) throws -> [String: ViewVerifier.Digest] {
+        try views.pool.read { db in
+            var digests: [String: ViewVerifier.Digest] = [:]
+            for table in StandardProjectors.all.flatMap(\.tables) {
+                digests[table.name] = try ViewVerifier.digest(db, table)
+            }
+            return digests
+        }
+    }
+
+    /// SIGKILL `tributary rebuild` while it builds or swaps the views in: the views stay whole
+    /// (never dropped without their replacement), and the scratch databases are swept on open.
+    @Test func killedRebuildsLeaveTheViewsWhole() async throws {
+        try await withTemporaryDirectory { dir in
+            let data = dir + "/data"
+            let imported = try await runTributary([
+                "import", "--data", data,
+                try writeJSONLines(SampleEvents(seed: 32).records(30_000), to: dir + "/a.jsonl"),
+            ])
+            #expect(imported.exitCode == 0, "\(imported.standardError)")
+            let (before, states) = try {
+                let store = try Store(dataDirectory: data, readOnly: true, logger: logger)
+                defer { store.close() }
+                return (try viewDigests(store.views!), try store.views!.states())
+            }()
+            #expect(before["entity_changes"]?.rows == 30_000)
+            var rng = SplitMix64(seed: 11)
+            var killed = 0
+            for _ in 0..<6 {
+                let delay = Duration.milliseconds(100 + Int(rng.next() % 1500))
+                let result = try await Subprocess.run(
+                    .path(FilePath(TributaryBinary.path)), arguments: ["rebuild", "--data", data],
+                    input: .none, output: .discarded, error: .discarded
+                ) { execution in
+                    try await Task.sleep(for: delay)
+                    try? execution.send(signal: .kill)
+                }
+                if result.terminationStatus != .exited(0) { killed += 1 }
+                let store = try Store(dataDirectory: data, logger: logger)
+                defer { store.close() }
+                #expect(try viewDigests(store.views!) == before)
+                #expect(try store.views!.states() == states)
+                let leftovers = try FileManager.default.contentsOfDirectory(atPath: data).filter {
+                    $0.contains(".rebuild-")
+                }
+                #expect(leftovers.isEmpty, "scratch files survived an open: \(leftovers)")
+            }
+            #expect(killed >= 3, "only \(killed) of 6 rebuilds were killed mid-way")
+        }
+    }
 }
