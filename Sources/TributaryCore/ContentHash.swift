@@ -9,12 +9,43 @@ import Foundation
 public enum ContentHash {
     /// Trilium's `utils.hash`: Unicode NFC, SHA-1 over UTF-8, standard base64 (28 characters).
     public static func sha1Base64(_ text: String) -> String {
-        var normalized = text
-        if !isNFC(text) { normalized = text.precomposedStringWithCanonicalMapping }
         var hasher = Insecure.SHA1()
-        var utf8 = normalized
+        var utf8 = nfc(text)
         utf8.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         return Data(hasher.finalize()).base64EncodedString()
+    }
+
+    /// `text` in Unicode NFC. Only the stretches that Unicode's quick check does not pass go
+    /// through Foundation's normalizer (slow on long strings: a binary blob decoded as UTF-8 is
+    /// kilobytes of U+FFFD with the odd combining mark). Text splits into stretches that normalize
+    /// independently just before each ASCII character: ASCII characters are starters that never
+    /// combine with what precedes them (UAX #15), though one may combine with what follows.
+    static func nfc(_ text: String) -> String {
+        if isNFC(text) { return text }
+        var source = text
+        return source.withUTF8 { bytes -> String in
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count + bytes.count / 8)
+            var start = 0
+            while start < bytes.count {
+                var end = start + 1
+                while end < bytes.count && bytes[end] >= 0x80 { end += 1 }
+                let piece = UnsafeBufferPointer(rebasing: bytes[start..<end])
+                if end - start > 1, !isNFC(piece) {
+                    out += String(decoding: piece, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8
+                } else {
+                    out += piece
+                }
+                start = end
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+    }
+
+    private static func isNFC(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        // Pieces are cut at ASCII bytes of valid UTF-8, so each is valid UTF-8 on its own.
+        guard var span = try? UTF8Span(validating: utf8.span) else { return false }
+        return span.checkForNFC(quickCheck: true)
     }
 
     /// Whether `text` is known to be in NFC by Unicode's quick check — nearly always (ASCII, and

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import TributaryCore
@@ -329,6 +330,44 @@ struct ContentHashTests {
         ])
     func sha1Base64(input: String, expected: String) {
         #expect(ContentHash.sha1Base64(input) == expected)
+    }
+
+    /// Kilobytes of text where only some stretches need normalizing (a binary blob decoded as
+    /// UTF-8 looks like this); the expected hash is Python's
+    /// `base64(sha1(unicodedata.normalize("NFC", s).encode()))`.
+    @Test func aLongTextNormalizesOnlyWhereItMustAndHashesAsPythonDoes() {
+        var text = ""
+        for i in 0..<400 {
+            text += i % 3 != 0 ? "\u{fffd}\u{fffd}PNG\u{1a}" : "a\u{323}\u{302}<\u{338}\u{1112}\u{1161}\u{11ab}"
+            text += String(UnicodeScalar(UInt8(0x41 + i % 26)))
+        }
+        #expect(text.unicodeScalars.count == 3068)
+        #expect(ContentHash.sha1Base64(text) == "chIXctDWc49gEOHm7vipyggpYtU=")
+        #expect(ContentHash.nfc(text).unicodeScalars.count == 2398)
+    }
+
+    /// The piecewise normalization equals Foundation's over the whole string, byte for byte, on
+    /// random mixes of ASCII, combining marks (in and out of canonical order), Hangul jamo,
+    /// precomposed letters and U+FFFD.
+    @Test func piecewiseNormalizationEqualsWholeStringNormalization() {
+        let alphabet: [String] = [
+            "a", "e", "q", "<", ">", "=", " ", "\u{301}", "\u{302}", "\u{307}", "\u{323}", "\u{338}", "\u{1100}",
+            "\u{1161}", "\u{11a8}", "\u{e9}", "\u{1ead}", "\u{fffd}", "\u{212b}", "\u{2126}", "\u{f900}", "\u{1f600}",
+            "\u{65e5}", "\u{344}",
+        ]
+        var state: UInt64 = 0x2026_1126
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33)
+        }
+        for _ in 0..<2000 {
+            var text = ""
+            for _ in 0..<(1 + next() % 40) { text += alphabet[next() % alphabet.count] }
+            let expected = Array(text.precomposedStringWithCanonicalMapping.utf8)
+            #expect(
+                Array(ContentHash.nfc(text).utf8) == expected,
+                "\(text.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
     }
 
     @Test("entity hash matches the independently computed vector", arguments: entityHashVectors)
