@@ -79,12 +79,13 @@ public enum ContentHash {
             return try blobHash(blobId: blobId, base64Content: content)
         default:
             var text = ""
-            for property in name.hashedProperties {
+            text.reserveCapacity(256)
+            for (property, isBoolean) in hashedFields[name] ?? [] {
                 text += "|"
                 var value = row[property]
                 // BAttribute keeps `row.value || ""`: any falsy value hashes as the empty string.
                 if name == .attributes && property == "value" && !(value?.isTruthy ?? false) { value = .string("") }
-                if name.booleanProperties.contains(property) {
+                if isBoolean {
                     text += isTruthy(value) ? "true" : "false"
                 } else {
                     text += javaScriptString(value)
@@ -94,6 +95,13 @@ public enum ContentHash {
             return String(sha1Base64(text).prefix(10))
         }
     }
+
+    /// Each entity's hashed properties in order, and whether each hashes as a boolean — worked
+    /// out once: every local write hashes its row.
+    private static let hashedFields: [EntityName: [(String, Bool)]] = Dictionary(
+        uniqueKeysWithValues: EntityName.allCases.map { name in
+            (name, name.hashedProperties.map { ($0, name.booleanProperties.contains($0)) })
+        })
 
     /// A blob's hash: `utils.hash(blobId + "|" + content)`, not truncated. `content` is the text
     /// Trilium holds; on the wire (and in our rows) it travels as base64 of its UTF-8 bytes.
