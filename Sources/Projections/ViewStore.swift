@@ -52,6 +52,7 @@ public final class ViewStore: Sendable {
     /// Where a rebuild loads `view` before copying it in.
     func scratchPath(for view: String) -> String { path + ViewStore.scratchInfix + view }
 
+    /// Removes a scratch database (a rebuild's or the verifier's) with its journal files.
     static func removeScratch(_ path: String) {
         for suffix in ["", "-journal", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }

@@ -40,11 +40,7 @@ public enum ViewVerifier {
                 continue
             }
             let path = scratchDirectory + "/verify-\(projector.name)-\(UUID().uuidString.prefix(8)).sqlite"
-            defer {
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    try? FileManager.default.removeItem(atPath: path + suffix)
-                }
-            }
+            defer { ViewStore.removeScratch(path) }
             var configuration = Configuration()
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = OFF; \(ViewStore.pragmas)")
