@@ -67,9 +67,9 @@ enum IndexCoding {
         var ms: Int64 = 0
         withUnsafeMutableBytes(of: &ms) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: v[9..<17])) }
         return CurrentEntry(
-            id: id, isErased: v[8] != 0,
+            id: id, isErased: v[8] & 1 != 0,
             hash: String(decoding: UnsafeRawBufferPointer(rebasing: v[17...]), as: UTF8.self),
-            utcDateChanged: UTCDateTime(millisecondsSinceEpoch: Int64(littleEndian: ms)))
+            utcDateChanged: UTCDateTime(millisecondsSinceEpoch: Int64(littleEndian: ms)), isSynced: v[8] & 2 == 0)
     }
 }
 

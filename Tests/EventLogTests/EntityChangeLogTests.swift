@@ -107,6 +107,40 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    /// Every flag of a `current` entry survives the move from the overlay to the on-disk index:
+    /// a non-synced option must not come back synced, nor as an erasure.
+    @Test func currentEntriesReadTheSameBeforeAndAfterIndexing() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir)
+            defer { log.close() }
+            var records = SampleEvents().records(3)
+            records[0].change.isSynced = false
+            records[1].change.isErased = true
+            records[1].entity = nil
+            records.append(
+                ChangeRecord(
+                    change: EntityChange(
+                        entityName: .options, entityId: "localOption", hash: "hashOPTION", changeId: RandomID.make(),
+                        instanceId: "remoteInst01", isSynced: false,
+                        utcDateChanged: UTCDateTime("2024-05-06 07:08:09.123Z")!),
+                    entity: EntityRow(["name": .string("localOption"), "value": .string("1")])))
+            _ = try await log.append(records)
+            let keys = records.map(\.change.key)
+            let fromOverlay = try keys.map { try log.current($0) }
+            try await log.flushIndex()
+            let fromDisk = try keys.map { try log.current($0) }
+            #expect(fromDisk == fromOverlay)
+            #expect(fromDisk.map { $0?.isSynced } == [false, true, true, false])
+            #expect(fromDisk.map { $0?.isErased } == [false, true, false, false])
+            var scanned: [EntityKey: CurrentEntry] = [:]
+            try log.forEachCurrent { scanned[$0] = $1 }
+            #expect(keys.map { scanned[$0] } == fromOverlay)
+            #expect(try log.entityCounts()[.options]?.erased == 0)
+            // verify compares the on-disk entries with the records they came from.
+            #expect(try log.verify().isSound)
+        }
+    }
+
     @Test func theIndexerCatchesUpOnItsOwnWhenIdle() async throws {
         try await withTemporaryDirectory { dir in
             let log = try openLog(dir) {
