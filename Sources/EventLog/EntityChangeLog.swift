@@ -23,6 +23,9 @@ public final class EntityChangeLog: Sendable {
         public var overlayLimit = 2_000_000
         /// Changes per index batch.
         public var indexBatchSize = 100_000
+        /// Changes per index batch while the log is idle: smaller, so a write that arrives during
+        /// one waits tens of milliseconds, not the half second of a full batch.
+        public var idleIndexBatchSize = 16_384
         /// The indexer runs once no commit has happened for this long (or the overlay is half full).
         public var indexIdleDelay: Duration = .milliseconds(100)
         /// Open for reading only (another process may be writing).
@@ -608,7 +611,7 @@ public final class EntityChangeLog: Sendable {
             return
         }
         do {
-            try indexBatch()
+            try indexBatch(limit: configuration.idleIndexBatchSize)
         } catch {
             logger.error("index batch failed", metadata: ["error": "\(error)"])
         }
@@ -622,33 +625,42 @@ public final class EntityChangeLog: Sendable {
 
     /// Writer queue: moves the oldest overlay entries into `current` and `changeIds`, sorted, in
     /// one transaction with the new index checkpoint.
-    func indexBatch() throws {
+    func indexBatch(limit: Int? = nil) throws {
         let (items, entries) = overlay.withLock { o in
-            let items = Array(o.oldest(configuration.indexBatchSize))
-            var entries: [EntityKey: CurrentEntry] = [:]
+            let items = Array(o.oldest(limit ?? configuration.indexBatchSize))
+            var entries: [(EntityKey, CurrentEntry)] = []
+            entries.reserveCapacity(items.count)
             for item in items {
-                if let entry = o.current[item.key] { entries[item.key] = entry }
+                if let entry = o.current[item.key] { entries.append((item.key, entry)) }
             }
             return (items, entries)
         }
         guard let target = items.last?.id else { return }
-        var currentPuts = entries.map { key, entry in (IndexCoding.currentKey(key), entry) }
-        currentPuts.sort { $0.0.lexicographicallyPrecedes($1.0) }
-        var changeIdPuts = items.map { (Array($0.changeId.utf8), $0.id) }
-        changeIdPuts.sort { $0.0.lexicographicallyPrecedes($1.0) }
+        // Puts in key order touch each B-tree page once. Ids are ASCII, so String order is the
+        // keys' byte order, and sorting the (mostly inline) Strings allocates nothing. An entity
+        // changed twice in the batch is listed twice with its latest entry, and put once.
+        var currentPuts = entries
+        currentPuts.sort { ($0.0.name.code, $0.0.id) < ($1.0.name.code, $1.0.id) }
+        var changeIdPuts = items.map { ($0.changeId, $0.id) }
+        changeIdPuts.sort { $0.0 < $1.0 }
         var attempt = 0
         while true {
             attempt += 1
             do {
                 let txn = try WriteTransaction(env)
-                for (key, entry) in currentPuts {
-                    try key.withUnsafeBytes { k in
+                var previous: EntityKey?
+                for (key, entry) in currentPuts where key != previous {
+                    previous = key
+                    try IndexCoding.currentKey(key).withUnsafeBytes { k in
                         try IndexCoding.currentValue(entry).withUnsafeBytes { try txn.put(currentDB, k, $0) }
                     }
                 }
-                for (key, id) in changeIdPuts {
-                    try key.withUnsafeBytes { k in
-                        try IndexCoding.idKey(id).withUnsafeBytes { try txn.put(changeIdsDB, k, $0) }
+                for (changeId, id) in changeIdPuts {
+                    var changeId = changeId
+                    try changeId.withUTF8 { k in
+                        try withUnsafeBytes(of: id.rawValue.bigEndian) {
+                            try txn.put(changeIdsDB, UnsafeRawBufferPointer(k), $0)
+                        }
                     }
                 }
                 try MetaKey.indexCheckpoint.withBytes { k in
