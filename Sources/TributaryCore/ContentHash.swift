@@ -24,22 +24,49 @@ public enum ContentHash {
         if isNFC(text) { return text }
         var source = text
         return source.withUTF8 { bytes -> String in
-            var out: [UInt8] = []
-            out.reserveCapacity(bytes.count + bytes.count / 8)
+            // Copied only from the first stretch that normalization changes: the quick check's
+            // "maybe" is usually a combining mark that has nothing to combine with.
+            var out: [UInt8]?
+            var copied = 0
             var start = 0
             while start < bytes.count {
                 var end = start + 1
                 while end < bytes.count && bytes[end] >= 0x80 { end += 1 }
                 let piece = UnsafeBufferPointer(rebasing: bytes[start..<end])
-                if end - start > 1, !isNFC(piece) {
-                    out += String(decoding: piece, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8
-                } else {
-                    out += piece
+                if end - start > 1, !belowCombiningMarks(piece), !isNFC(piece) {
+                    let normalized = String(decoding: piece, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8
+                    if !normalized.elementsEqual(piece) {
+                        if out == nil { out = Array(unsafeUninitializedCapacity: bytes.count + 64) { $1 = 0 } }
+                        out!.append(contentsOf: bytes[copied..<start])
+                        out!.append(contentsOf: normalized)
+                        copied = end
+                    }
                 }
                 start = end
             }
+            guard var out else { return text }
+            out.append(contentsOf: bytes[copied...])
             return String(decoding: out, as: UTF8.self)
         }
+    }
+
+    /// Whether every character of `utf8` is below U+0300 or is U+FFFD: starters that never
+    /// compose with what precedes them and are in NFC as they are, so the stretch needs no check.
+    /// The common case of binary blob content decoded as UTF-8: replacement characters and the
+    /// odd Latin-1 letter, cut into thousands of stretches by the ASCII bytes between them.
+    private static func belowCombiningMarks(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        while i < utf8.count {
+            let b = utf8[i]
+            if b < 0xCC {  // ASCII, a continuation byte, or the lead of U+0080-U+02FF
+                i += 1
+            } else if b == 0xEF && i + 2 < utf8.count && utf8[i + 1] == 0xBF && utf8[i + 2] == 0xBD {
+                i += 3
+            } else {
+                return false
+            }
+        }
+        return true
     }
 
     private static func isNFC(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {

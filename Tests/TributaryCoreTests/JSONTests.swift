@@ -208,6 +208,7 @@ struct JSONTests {
             ("\u{0}", "\"\\u0000\""), ("\u{1b}", "\"\\u001b\""), ("\u{7f}", "\"\u{7f}\""), ("\u{e9}", "\"\u{e9}\""),
             ("/", "\"/\""), ("\u{2028}", "\"\u{2028}\""), ("\u{1f600}", "\"\u{1f600}\""),
             ("e\u{301}", "\"e\u{301}\""), ("a\"b\\c\nd\u{0}", "\"a\\\"b\\\\c\\nd\\u0000\""),
+            ("", "\"\""), ("\"\"x\n", "\"\\\"\\\"x\\n\""), ("plain text, no escapes", "\"plain text, no escapes\""),
         ])
     func writerEscaping(input: String, expected: String) {
         var writer = JSONWriter()
