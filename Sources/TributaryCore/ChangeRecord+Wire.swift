@@ -12,6 +12,15 @@ extension ChangeRecord {
 
     static func decode(_ raw: UnsafeRawBufferPointer) throws(CoreError) -> ChangeRecord {
         var parser = JSONParser(raw)
+        let record = try decode(&parser, raw)
+        parser.skipWhitespace()
+        guard parser.atEnd else { throw parser.error("unexpected data after the record") }
+        return record
+    }
+
+    /// Decodes the record at the parser's position and leaves the parser just after it, so an
+    /// array of records is read in one pass. `raw` is the parser's whole input.
+    static func decode(_ parser: inout JSONParser, _ raw: UnsafeRawBufferPointer) throws(CoreError) -> ChangeRecord {
         parser.skipWhitespace()
         guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
             throw CoreError(.wrongType, "a sync record must be a JSON object")
@@ -69,8 +78,6 @@ extension ChangeRecord {
                 break
             }
         }
-        parser.skipWhitespace()
-        guard parser.atEnd else { throw parser.error("unexpected data after the record") }
         guard let changeObject else {
             throw CoreError(.missingField, "the record has no entityChange", field: "entityChange")
         }

@@ -85,11 +85,8 @@ extension JSONParser {
             return records
         }
         while true {
-            skipWhitespace()
-            let start = position
-            try skipValue()
             do throws(CoreError) {
-                records.append(try ChangeRecord.decode(UnsafeRawBufferPointer(rebasing: raw[start..<position])))
+                records.append(try ChangeRecord.decode(&self, raw))
             } catch {
                 throw error.within("\(field)[\(records.count)]")
             }
