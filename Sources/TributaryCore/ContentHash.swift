@@ -36,7 +36,10 @@ public enum ContentHash {
                 if end - start > 1, !belowCombiningMarks(piece), !isNFC(piece) {
                     let normalized = String(decoding: piece, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8
                     if !normalized.elementsEqual(piece) {
-                        if out == nil { out = Array(unsafeUninitializedCapacity: bytes.count + 64) { $1 = 0 } }
+                        if out == nil {
+                            out = []
+                            out!.reserveCapacity(bytes.count + 64)
+                        }
                         out!.append(contentsOf: bytes[copied..<start])
                         out!.append(contentsOf: normalized)
                         copied = end
