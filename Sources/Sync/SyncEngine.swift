@@ -25,6 +25,8 @@ public final class SyncEngine: Service, Sendable {
     private let state: Mutex<State>
     /// Called with Trilium's WebSocket status names (`sync-pull-in-progress`, …) as a cycle runs.
     private let onStatus: @Sendable (String, EntityChangeID) -> Void
+    /// The peer's cursors and last success as metrics, labelled with the peer's URL.
+    private let gauges: (push: Gauge, pull: Gauge, lastSuccess: Gauge)
 
     /// What `/api/status` shows about the peer.
     public struct PeerStatus: Sendable {
@@ -73,6 +75,14 @@ public final class SyncEngine: Service, Sendable {
         let push = try log.checkpoint(peer.pushCheckpoint).flatMap(Self.decode) ?? .zero
         let pull = try log.checkpoint(peer.pullCheckpoint).flatMap(Self.decode) ?? .zero
         state = Mutex(State(status: PeerStatus(url: peer.url, lastSyncedPush: push, lastSyncedPull: pull)))
+        let dimensions = [("peer", peer.url)]
+        gauges = (
+            Gauge(label: "tributary_sync_last_synced_push", dimensions: dimensions),
+            Gauge(label: "tributary_sync_last_synced_pull", dimensions: dimensions),
+            Gauge(label: "tributary_sync_last_success_timestamp_seconds", dimensions: dimensions)
+        )
+        gauges.push.record(Double(push.rawValue))
+        gauges.pull.record(Double(pull.rawValue))
     }
 
     static func decode(_ bytes: [UInt8]) -> EntityChangeID? {
@@ -114,6 +124,7 @@ public final class SyncEngine: Service, Sendable {
             } else {
                 s.status.lastSuccess = .now()
                 s.status.lastError = nil
+                gauges.lastSuccess.record(Date().timeIntervalSince1970)
             }
             defer { s.waiters = [] }
             return s.waiters
@@ -249,6 +260,8 @@ public final class SyncEngine: Service, Sendable {
                 s.status.lastSyncedPush = cursors.0
                 s.status.lastSyncedPull = cursors.1
             }
+            gauges.push.record(Double(cursors.0.rawValue))
+            gauges.pull.record(Double(cursors.1.rawValue))
         }
     }
 

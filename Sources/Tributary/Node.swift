@@ -78,6 +78,9 @@ public final class Node: Sendable {
     /// Opens the data directory (creating credentials at first start).
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         try configuration.validate()
+        // Before the store: its log and views make their meters when they open, and a meter made
+        // before the metrics system is bootstrapped reports nowhere, ever.
+        _ = MetricsBootstrap.shared()
         self.configuration = configuration
         self.logger = logger
         credentials = try Credentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
@@ -112,7 +115,6 @@ public final class Node: Sendable {
     public func run(handleSignals: Bool = true, onListening: @escaping @Sendable (Int) async -> Void = { _ in })
         async throws
     {
-        _ = MetricsBootstrap.shared()
         var gatewayConfiguration = GatewayConfiguration(
             host: configuration.host, port: configuration.port, documentSecret: credentials.documentSecret,
             apiToken: credentials.apiToken, documentId: credentials.documentId,

@@ -71,6 +71,17 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                     #expect(engine.status.lastSuccess != nil)
                     let status = try await spoke.request(.GET, "/api/status", headers: [spoke.bearer])
                     #expect(status.text.contains("\"cycles\":2"))
+                    // The same cursors as metrics, labelled with the peer.
+                    let metrics = try await spoke.request(.GET, "/metrics", headers: [spoke.bearer]).text
+                    let label = #"{peer="\#(hub.baseURL)"}"#
+                    #expect(
+                        metrics.contains(
+                            "tributary_sync_last_synced_pull\(label) \(engine.status.lastSyncedPull.rawValue)"))
+                    #expect(
+                        metrics.contains(
+                            "tributary_sync_last_synced_push\(label) \(engine.status.lastSyncedPush.rawValue)"))
+                    #expect(metrics.contains("tributary_sync_last_success_timestamp_seconds\(label) "))
+                    #expect(engine.status.lastSyncedPull.rawValue > 0)
                 }
             }
         }
