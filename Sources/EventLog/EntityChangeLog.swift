@@ -51,6 +51,8 @@ public final class EntityChangeLog: Sendable {
     private let writer = Mutex(WriterState())
     private let appendedCounter = Counter(label: "tributary_log_appended_changes_total")
     private let commitTimer = Timer(label: "tributary_log_commit_duration")
+    /// Changes not yet in the on-disk indexes (held in the overlay): how far the indexer trails.
+    private let unindexedGauge = Gauge(label: "tributary_log_unindexed_changes")
     /// Reused by every group commit (writer queue only).
     private nonisolated(unsafe) let group = GroupLayer()
 
@@ -578,6 +580,7 @@ public final class EntityChangeLog: Sendable {
     /// Writer queue: after a commit, index now if the overlay is half full, else once idle.
     private func afterCommit() {
         let count = overlay.withLock { $0.count }
+        unindexedGauge.record(Double(count))
         let now = monotonicNanos()
         let scheduleTimer = writer.withLock { s -> Bool in
             s.lastCommitNanos = now
@@ -677,7 +680,11 @@ public final class EntityChangeLog: Sendable {
                 throw (error as? LMDBError).map(EventLogError.storage) ?? error
             }
         }
-        overlay.withLock { $0.drop(through: target, count: items.count) }
+        let unindexed = overlay.withLock { o in
+            o.drop(through: target, count: items.count)
+            return o.count
+        }
+        unindexedGauge.record(Double(unindexed))
         logger.debug(
             "indexed changes",
             metadata: [

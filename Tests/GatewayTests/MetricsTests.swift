@@ -29,6 +29,7 @@ import TributaryTesting
                 #expect(samples["tributary_log_commit_duration_count"] ?? 0 >= 1)
                 #expect(samples[#"tributary_apply_changes_total{origin="local",outcome="applied"}"#] ?? 0 >= 1)
                 #expect(samples["tributary_views_lag"] != nil)
+                #expect(samples["tributary_log_unindexed_changes"] != nil)
                 #expect(samples.keys.contains { $0.hasPrefix("hb_requests{") })
                 #expect(samples.keys.contains { $0.hasPrefix("http_server_request_duration") })
             }
