@@ -1,3 +1,5 @@
+import Glibc
+
 /// An entity's row as a JSON object, kept as its compact JSON bytes.
 ///
 /// Rows are stored and re-sent verbatim, unknown columns included (newer Trilium schemas add
@@ -74,7 +76,9 @@ public struct EntityRow: Sendable, Hashable {
                         parser.skipWhitespace()
                         try parser.expect(UInt8(ascii: ":"), "':'")
                         parser.skipWhitespace()
-                        if name.elementsEqual(UnsafeRawBufferPointer(wantedBytes)) {
+                        if name.count == wantedBytes.count,
+                            name.count == 0 || memcmp(name.baseAddress!, wantedBytes.baseAddress!, name.count) == 0
+                        {
                             found = try parser.parseValue()
                         } else {
                             try parser.skipValue()
