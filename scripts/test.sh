@@ -5,6 +5,7 @@
 # time limit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup-system.sh
+# bsdutils has script(1), which gives a CLI test its pseudo-terminal (Debian installs it everywhere).
+./scripts/setup-system.sh bsdutils
 swift build --build-tests --explicit-target-dependency-import-check error
 swift test --skip-build "$@"

@@ -43,3 +43,18 @@ public func runTributary(_ arguments: [String], environment: [String: String] = 
         status: result.terminationStatus, standardOutput: result.standardOutput,
         standardError: result.standardError)
 }
+
+/// Runs `tributary ARGS` on a pseudo-terminal (through util-linux's `script`, part of every
+/// Debian system) and returns what it drew there, standard output and error interleaved as a
+/// terminal shows them: how to see what only a terminal gets, such as progress bars.
+public func runTributaryOnATerminal(_ arguments: [String]) async throws -> ChildResult {
+    func quoted(_ word: String) -> String { "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }
+    let command = ([TributaryBinary.path] + arguments).map(quoted).joined(separator: " ")
+    // -q: no banner; -e: the command's exit status; -c: the command; /dev/null: no typescript file.
+    let result = try await Subprocess.run(
+        .path(FilePath("/usr/bin/script")), arguments: ["-q", "-e", "-c", command, "/dev/null"],
+        output: .string(limit: 64 << 20), error: .string(limit: 16 << 20))
+    return ChildResult(
+        status: result.terminationStatus, standardOutput: result.standardOutput,
+        standardError: result.standardError)
+}

@@ -44,6 +44,27 @@ import TributaryTesting
         }
     }
 
+    /// On a terminal the import draws a progress line (bar, percentage, rate, records) and clears
+    /// it before the summary; into a pipe it draws nothing, so logs and scripts stay clean.
+    @Test func importShowsProgressOnATerminalOnly() async throws {
+        try await withTemporaryDirectory { dir in
+            let input = try writeJSONLines(SampleEvents(seed: 4).records(3000), to: dir + "/in.jsonl")
+            let piped = try await runTributary(["import", "--data", dir + "/piped", input])
+            #expect(piped.exitCode == 0, "\(piped.standardError)")
+            #expect(!piped.standardError.contains("\u{1B}[K") && !piped.standardError.contains("%"))
+
+            let shown = try await runTributaryOnATerminal(["import", "--data", dir + "/terminal", input])
+            #expect(shown.exitCode == 0, "\(shown.standardOutput)")
+            let drawn = shown.standardOutput
+            #expect(drawn.contains("\r\u{1B}[K["), "\(drawn.debugDescription)")
+            #expect(drawn.contains("%") && drawn.contains("MB/s") && drawn.contains("records"))
+            #expect(drawn.contains("applied 3000, duplicates skipped 0, conflicts lost 0"))
+            // The summary starts on a cleared line, not after a half-drawn bar.
+            let summary = try #require(drawn.range(of: "imported 3000 records"))
+            #expect(drawn[..<summary.lowerBound].hasSuffix("\r\u{1B}[K"), "\(drawn.suffix(300).debugDescription)")
+        }
+    }
+
     /// Every workload runs end to end and prints its line; W3's subscribers see every event once,
     /// in order, with a latency stamp each (the figures themselves belong to release builds).
     @Test func benchPrintsOneLinePerFigure() async throws {
