@@ -505,7 +505,7 @@ public final class EntityChangeLog: Sendable {
             } catch let error as LMDBError where error == .mapFull && attempt <= 16 {
                 growMap()
             } catch {
-                let mapped = (error as? LMDBError).map(EventLogError.storage) ?? error
+                let mapped = (error as? LMDBError).map { EventLogError.storage($0, directory: directory) } ?? error
                 logger.error("commit failed", metadata: ["error": "\(mapped)"])
                 for job in jobs { job.complete(.failure(mapped)) }
                 return
@@ -677,7 +677,7 @@ public final class EntityChangeLog: Sendable {
                     growMap()
                     continue
                 }
-                throw (error as? LMDBError).map(EventLogError.storage) ?? error
+                throw (error as? LMDBError).map { EventLogError.storage($0, directory: directory) } ?? error
             }
         }
         let unindexed = overlay.withLock { o in

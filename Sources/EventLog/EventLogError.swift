@@ -1,3 +1,4 @@
+import Glibc
 public import TributaryCore
 
 /// The error of the EventLog module: what went wrong with the log, and what to do about it.
@@ -46,11 +47,28 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
             "record \(id) is corrupt: \(why); run 'tributary verify' to list every damaged record", id: id)
     }
 
-    static func storage(_ error: LMDBError) -> EventLogError {
+    /// - Parameter directory: where the failed write went. A full disk often surfaces as EIO from
+    ///   the commit's writes or fsync rather than as ENOSPC, so an I/O error there while the disk
+    ///   has almost no space left is reported as the full disk it is.
+    static func storage(_ error: LMDBError, directory: String? = nil) -> EventLogError {
         if error == .closed { return EventLogError(.closed, "the log was closed") }
-        if error == .noSpace {
-            return EventLogError(.diskFull, "the disk is full (\(error)); free space and retry, nothing was written")
+        var full = error == .noSpace
+        var free = ""
+        if error.code == EIO || error.code == ENOSPC, let directory, let bytes = availableBytes(directory) {
+            free = ", \(bytes) bytes free on the disk holding \(directory)"
+            full = full || bytes < 16 << 20
+        }
+        if full {
+            return EventLogError(
+                .diskFull, "the disk is full (\(error)\(free)); free space and retry, nothing was written")
         }
         return EventLogError(.storage, "storage error: \(error)")
+    }
+
+    /// Space an unprivileged writer can still use on the file system holding `path`.
+    private static func availableBytes(_ path: String) -> UInt64? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize)
     }
 }

@@ -272,3 +272,55 @@ import TributaryTesting
         }
     }
 }
+
+/// A disk that fills up mid-import: a 4 MB tmpfs mounted in a private mount namespace of a child
+/// shell (`unshare -m`, root only), so nothing outside the test sees it.
+@Suite(.timeLimit(.minutes(2))) struct DiskFullTests {
+    static let canMountTmpfs: Bool = {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-mount-probe").path
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        probe.arguments = ["-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs '\(directory)'"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }()
+
+    @Test(.enabled(if: canMountTmpfs, "needs root to mount a tmpfs in a private mount namespace"))
+    func aFullDiskStopsTheImportClearlyAndKeepsWhatWasAcknowledged() async throws {
+        try await withTemporaryDirectory { dir in
+            // ~6 MB of records for 4 MB of disk.
+            let input = try writeJSONLines(SampleEvents(seed: 9).records(8000), to: dir + "/in.jsonl")
+            try FileManager.default.createDirectory(atPath: dir + "/small", withIntermediateDirectories: true)
+            let binary = TributaryBinary.path
+            // Results go to `dir`, outside the tmpfs, which vanishes with the namespace.
+            let script = """
+                mount -t tmpfs -o size=4m tmpfs '\(dir)/small' || exit 97
+                '\(binary)' import --data '\(dir)/small/data' '\(input)' > '\(dir)/import.out' 2>&1
+                echo $? > '\(dir)/import.rc'
+                '\(binary)' verify --data '\(dir)/small/data' > '\(dir)/verify.out' 2>&1
+                '\(binary)' status --data '\(dir)/small/data' --json > '\(dir)/status.json'
+                """
+            let shell = Process()
+            shell.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+            shell.arguments = ["-m", "sh", "-c", script]
+            try shell.run()
+            shell.waitUntilExit()
+            #expect(shell.terminationStatus == 0)
+            func read(_ name: String) throws -> String { try String(contentsOfFile: dir + "/" + name, encoding: .utf8) }
+            // A clear error and a clean exit, not a crash.
+            #expect(try read("import.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            let output = try read("import.out")
+            #expect(output.contains("error: the disk is full"), "\(output)")
+            #expect(output.contains("free space and retry"))
+            // Every acknowledged batch is there, whole, and the log checks out.
+            let status = try JSONParser.parseObject(Array(try read("status.json").utf8))
+            let head = try #require(status["head"]?.intValue)
+            #expect(head > 0 && head < 8000 && head % 1000 == 0, "head \(head)")
+            #expect(try read("verify.out").contains("ok: \(head) records checked"))
+        }
+    }
+}
