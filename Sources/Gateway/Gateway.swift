@@ -142,7 +142,8 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
 }
 
 /// Adds `trilium-max-entity-change-id` to every response, and turns unexpected errors into a
-/// plain 500 (logged here, never described to the client).
+/// plain 500 (logged here, never described to the client). A full disk is not unexpected: the
+/// client gets 507 and what to do, since nothing was written and a retry succeeds once there is room.
 struct ResponseHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     let log: EntityChangeLog
     let logger: Logger
@@ -156,6 +157,12 @@ struct ResponseHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
+        } catch let error as EventLogError where error.code == .diskFull {
+            logger.error("request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(error)"])
+            response = try GatewayError(
+                .init(code: 507, reasonPhrase: "Insufficient Storage"),
+                "the server's disk is full; nothing was written, retry once space is freed"
+            ).response(from: request, context: context)
         } catch {
             logger.error(
                 "request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])

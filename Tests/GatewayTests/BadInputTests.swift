@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import NIOHTTP1
 import Testing
 import Tributary
@@ -168,21 +167,6 @@ import TributaryTesting
             #expect(!isListening(port: port))
             let store = try Store(dataDirectory: dir + "/node", logger: .init(label: "t"))
             store.close()
-        }
-    }
-}
-
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-func isListening(port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
         }
     }
 }

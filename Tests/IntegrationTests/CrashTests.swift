@@ -8,6 +8,10 @@ import Tributary
 import TributaryCore
 import TributaryTesting
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// SIGKILL a real `tributary import` at random points; nothing it acknowledged may be lost, the
 /// log must verify, and the next import must continue without duplicates.
 @Suite(.timeLimit(.minutes(5))) struct CrashTests {
@@ -321,6 +325,76 @@ import TributaryTesting
             let head = try #require(status["head"]?.intValue)
             #expect(head > 0 && head < 8000 && head % 1000 == 0, "head \(head)")
             #expect(try read("verify.out").contains("ok: \(head) records checked"))
+        }
+    }
+}
+
+extension DiskFullTests {
+    /// A running server whose log's disk fills answers 507 with what to do (not a bare 500), and
+    /// takes writes again once space is freed, without a restart.
+    @Test(.enabled(if: canMountTmpfs, "needs root to mount a tmpfs in a private mount namespace"))
+    func aServerWithAFullDiskAnswers507AndRecoversWhenSpaceIsFreed() async throws {
+        try await withTemporaryDirectory { dir in
+            let data = dir + "/data"
+            try FileManager.default.createDirectory(atPath: data + "/log", withIntermediateDirectories: true)
+            let port = freePort()
+            // Only the log is on the small tmpfs; credentials and views stay where the test sees
+            // them. The shell frees the filler, then stops the server, when the test says so.
+            let script = """
+                mount -t tmpfs -o size=3m tmpfs '\(data)/log' || exit 97
+                dd if=/dev/zero of='\(data)/log/filler' bs=1M count=1 2>/dev/null
+                '\(TributaryBinary.path)' serve --data '\(data)' --port \(port) > '\(dir)/serve.log' 2>&1 &
+                server=$!
+                while [ ! -e '\(dir)/free' ]; do sleep 0.05; done
+                rm '\(data)/log/filler'
+                while [ ! -e '\(dir)/stop' ]; do sleep 0.05; done
+                kill -TERM $server
+                wait $server
+                """
+            let shell = Process()
+            shell.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+            shell.arguments = ["-m", "sh", "-c", script]
+            try shell.run()
+            defer {
+                _ = FileManager.default.createFile(atPath: dir + "/free", contents: nil)
+                _ = FileManager.default.createFile(atPath: dir + "/stop", contents: nil)
+                shell.waitUntilExit()
+            }
+            var token: String?
+            for _ in 0..<600 where token == nil {
+                try await Task.sleep(for: .milliseconds(50))
+                if let bytes = FileManager.default.contents(atPath: data + "/credentials.json"), isListening(port: port)
+                {
+                    token = try JSONParser.parseObject(Array(bytes))["apiToken"]?.stringValue
+                }
+            }
+            let apiToken = try #require(token)
+            func post(_ count: Int, title: String) async throws -> (Int, String) {
+                let rows = (0..<count).map { _ in
+                    #"{"entityName":"notes","entityId":"\#(RandomID.make())","entity":{"title":"\#(title)","type":"text","mime":"text/html","isProtected":0}}"#
+                }
+                var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/changes")!)
+                request.httpMethod = "POST"
+                request.setValue("Bearer \(apiToken)", forHTTPHeaderField: "Authorization")
+                request.httpBody = Data(("[" + rows.joined(separator: ",") + "]").utf8)
+                let (body, response) = try await URLSession.shared.data(for: request)
+                return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: body, as: UTF8.self))
+            }
+            var refused: (Int, String)?
+            for _ in 0..<40 {
+                let answer = try await post(100, title: String(repeating: "x", count: 2000))
+                if answer.0 != 200 {
+                    refused = answer
+                    break
+                }
+            }
+            let (status, message) = try #require(refused)
+            #expect(status == 507, "\(message)")
+            #expect(message.contains("disk is full") && !message.contains(dir), "\(message)")
+            _ = FileManager.default.createFile(atPath: dir + "/free", contents: nil)
+            try await Task.sleep(for: .milliseconds(300))
+            let after = try await post(1, title: "after")
+            #expect(after.0 == 200, "\(after.1)")
         }
     }
 }
