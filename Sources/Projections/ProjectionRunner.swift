@@ -221,14 +221,39 @@ public final class ProjectionRunner: Service, Sendable {
     }
 
     /// Runs until cancelled or graceful shutdown: catch up, then follow the tail.
+    ///
+    /// A page that fails (a full disk under views.sqlite, say) is retried with backoff from the
+    /// checkpoints, which never passed it: the views fall behind, and `lag` and the metric say so,
+    /// but the node goes on serving and writing its log, and the views catch up once the cause is
+    /// gone.
     public func run() async throws {
-        try await catchUp()
-        do {
-            for try await page in log.tail(after: minimumCheckpoint, pageSize: batchSize).cancelOnGracefulShutdown() {
-                try await apply(page)
+        var delay = Duration.seconds(1)
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                try await catchUp()
+                delay = .seconds(1)
+                for try await page in log.tail(after: minimumCheckpoint, pageSize: batchSize)
+                    .cancelOnGracefulShutdown()
+                {
+                    try await apply(page)
+                }
+                return
+            } catch is CancellationError {
+                return
+            } catch let error as EventLogError where error.code == .closed {
+                return
+            } catch {
+                logger.error(
+                    "projecting the views failed; retrying",
+                    metadata: ["error": "\(error)", "views.retryIn": "\(delay)"])
+                let wait = delay
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+                } catch {
+                    return
+                }
+                delay = min(delay * 2, .seconds(30))
             }
-        } catch is CancellationError {
-            return
         }
     }
 
