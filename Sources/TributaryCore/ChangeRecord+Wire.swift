@@ -12,15 +12,15 @@ extension ChangeRecord {
 
     static func decode(_ raw: UnsafeRawBufferPointer) throws(CoreError) -> ChangeRecord {
         var parser = JSONParser(raw)
-        let record = try decode(&parser, raw)
+        let record = try decode(&parser)
         parser.skipWhitespace()
         guard parser.atEnd else { throw parser.error("unexpected data after the record") }
         return record
     }
 
     /// Decodes the record at the parser's position and leaves the parser just after it, so an
-    /// array of records is read in one pass. `raw` is the parser's whole input.
-    static func decode(_ parser: inout JSONParser, _ raw: UnsafeRawBufferPointer) throws(CoreError) -> ChangeRecord {
+    /// array of records is read in one pass.
+    static func decode(_ parser: inout JSONParser) throws(CoreError) -> ChangeRecord {
         parser.skipWhitespace()
         guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
             throw CoreError(.wrongType, "a sync record must be a JSON object")
@@ -57,7 +57,7 @@ extension ChangeRecord {
                         let start = parser.position
                         parser.sawWhitespace = false
                         try parser.skipValue()
-                        let slice = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
+                        let slice = UnsafeRawBufferPointer(rebasing: parser.bytes[start..<parser.position])
                         entity =
                             parser.sawWhitespace
                             ? try EntityRow(validating: slice) : EntityRow(trusted: [UInt8](slice))

@@ -24,7 +24,7 @@ public struct SyncPullPage: Sendable {
         var parser = JSONParser(raw)
         try parser.members { name, parser throws(CoreError) in
             switch name {
-            case "entityChanges": records = try parser.recordArray(raw, field: "entityChanges")
+            case "entityChanges": records = try parser.recordArray(field: "entityChanges")
             case "lastEntityChangeId": last = try parser.parseValue().intValue
             case "outstandingPullCount": outstanding = try parser.parseValue().intValue ?? 0
             default: try parser.skipValue()
@@ -72,7 +72,7 @@ extension JSONParser {
     }
 
     /// An array of sync records at the current position, each decoded from its own bytes.
-    mutating func recordArray(_ raw: UnsafeRawBufferPointer, field: String) throws(CoreError) -> [ChangeRecord] {
+    mutating func recordArray(field: String) throws(CoreError) -> [ChangeRecord] {
         guard !atEnd, peek == UInt8(ascii: "[") else {
             let value = try parseValue()
             throw CoreError(.wrongType, "expected an array, found \(value.typeName)", field: field)
@@ -86,7 +86,7 @@ extension JSONParser {
         }
         while true {
             do throws(CoreError) {
-                records.append(try ChangeRecord.decode(&self, raw))
+                records.append(try ChangeRecord.decode(&self))
             } catch {
                 throw error.within("\(field)[\(records.count)]")
             }

@@ -19,7 +19,7 @@ public struct SyncUpdateBody: Sendable {
             try parser.members { name, parser throws(CoreError) in
                 switch name {
                 case "entities":
-                    records = try parser.recordArray(raw, field: "entities")
+                    records = try parser.recordArray(field: "entities")
                 case "instanceId":
                     let value = try parser.parseValue()
                     guard case .string(let s) = value else {
