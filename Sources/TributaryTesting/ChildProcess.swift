@@ -58,3 +58,12 @@ public func runTributaryOnATerminal(_ arguments: [String]) async throws -> Child
         status: result.terminationStatus, standardOutput: result.standardOutput,
         standardError: result.standardError)
 }
+
+/// Runs `sh -c SCRIPT` in a private mount namespace (`unshare -m`, root only): what it mounts is
+/// seen by nothing outside and goes with it. Its exit code; nil if a signal ended it.
+public func runInMountNamespace(_ script: String) async throws -> Int32? {
+    let result = try await Subprocess.run(
+        .path(FilePath("/usr/bin/unshare")), arguments: ["-m", "sh", "-c", script], output: .discarded)
+    if case .exited(let code) = result.terminationStatus { return code }
+    return nil
+}

@@ -191,7 +191,8 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 // longer than the test, which is about the stall, not liveness (tested below).
                 // Fixed before connecting (the kernel does not grow it): small enough to stall, large
                 // enough to drain megabytes quickly once it reads again.
-                let stalled = try StalledSocket(port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
+                let stalled = try await StalledSocket.open(
+                    port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
                 defer { stalled.close() }
                 // 13 MB, far more than the stalled socket's buffers (256 KB receive, the server's send
                 // buffer, one frame) hold.
@@ -209,7 +210,8 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 #expect(slowest > 0 && slowest < 8000, "the stalled socket was sent up to \(slowest)")
                 // When it reads again, it is told it fell behind (it had been caught up, at 0), then
                 // served from the log up to the last id.
-                #expect(stalled.read(until: [#""type":"fell-behind""#, #""id":12000,"#], within: .seconds(60)))
+                #expect(
+                    try await stalled.read(until: [#""type":"fell-behind""#, #""id":12000,"#], within: .seconds(60)))
             }
         }
     }
@@ -299,10 +301,10 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node", webSocketPing: .seconds(5)) { node in
                 // Reads everything, answers nothing: dead as far as the server can tell.
-                let silent = try StalledSocket(port: node.port, token: node.apiToken, receiveBuffer: 1 << 20)
+                let silent = try await StalledSocket.open(port: node.port, token: node.apiToken, receiveBuffer: 1 << 20)
                 defer { silent.close() }
                 let started = ContinuousClock.now
-                #expect(silent.readUntilClosed(within: .seconds(60)))
+                #expect(try await silent.readUntilClosed(within: .seconds(60)))
                 // Two periods (ping, then no pong by the next) and scheduling slack on a busy machine.
                 #expect(ContinuousClock.now - started < .seconds(45))
                 // A socket that answers (the WebSocket client does, while it reads) stays open across
@@ -392,11 +394,16 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
 }
 
 /// A WebSocket client that upgrades and then never reads, with a small receive buffer: a
-/// subscriber stalled at the TCP level, which no WebSocket library offers to be.
-final class StalledSocket {
+/// subscriber stalled at the TCP level, which no WebSocket library offers to be. Its reads block
+/// for seconds, so each runs on a thread of its own.
+final class StalledSocket: Sendable {
     let fd: Int32
 
-    init(port: Int, token: String, receiveBuffer: Int32 = 16 << 10) throws {
+    static func open(port: Int, token: String, receiveBuffer: Int32) async throws -> StalledSocket {
+        try await onOwnThread { try StalledSocket(port: port, token: token, receiveBuffer: receiveBuffer) }
+    }
+
+    private init(port: Int, token: String, receiveBuffer: Int32) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
         // Set before connecting, a fixed receive buffer that the kernel does not grow.
@@ -435,7 +442,11 @@ final class StalledSocket {
 
     /// Reads until every one of `texts` has appeared in what arrived, in that order (frames'
     /// payloads are unmasked text, so they can be searched as bytes); false after `within`.
-    func read(until texts: [String], within: Duration) -> Bool {
+    func read(until texts: [String], within: Duration) async throws -> Bool {
+        try await onOwnThread { self.blockingRead(until: texts, within: within) }
+    }
+
+    private func blockingRead(until texts: [String], within: Duration) -> Bool {
         let deadline = ContinuousClock.now + within
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -462,7 +473,11 @@ final class StalledSocket {
 
     /// Reads (and drops) whatever arrives until the server closes the connection; false if it
     /// is still open after `within`.
-    func readUntilClosed(within: Duration) -> Bool {
+    func readUntilClosed(within: Duration) async throws -> Bool {
+        try await onOwnThread { self.blockingReadUntilClosed(within: within) }
+    }
+
+    private func blockingReadUntilClosed(within: Duration) -> Bool {
         let deadline = ContinuousClock.now + within
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while ContinuousClock.now < deadline {

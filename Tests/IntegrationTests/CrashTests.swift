@@ -308,12 +308,7 @@ import TributaryTesting
                 '\(binary)' verify --data '\(dir)/small/data' > '\(dir)/verify.out' 2>&1
                 '\(binary)' status --data '\(dir)/small/data' --json > '\(dir)/status.json'
                 """
-            let shell = Process()
-            shell.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-            shell.arguments = ["-m", "sh", "-c", script]
-            try shell.run()
-            shell.waitUntilExit()
-            #expect(shell.terminationStatus == 0)
+            #expect(try await runInMountNamespace(script) == 0)
             func read(_ name: String) throws -> String { try String(contentsOfFile: dir + "/" + name, encoding: .utf8) }
             // A clear error and a clean exit, not a crash.
             #expect(try read("import.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
@@ -437,24 +432,27 @@ private func withServerInMountNamespace(
         kill -TERM $server
         wait $server
         """
-    let shell = Process()
-    shell.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-    shell.arguments = ["-m", "sh", "-c", script]
-    try shell.run()
-    defer {
+    let shell = Task { try await runInMountNamespace(script) }
+    func stop() async {
         _ = FileManager.default.createFile(atPath: dir + "/free", contents: nil)
         _ = FileManager.default.createFile(atPath: dir + "/stop", contents: nil)
-        shell.waitUntilExit()
+        _ = try? await shell.value
     }
-    var token: String?
-    for _ in 0..<600 where token == nil {
-        if let bytes = FileManager.default.contents(atPath: dir + "/credentials.json"), isListening(port: port) {
-            token = try JSONParser.parseObject(Array(bytes))["apiToken"]?.stringValue
-        } else {
-            try await Task.sleep(for: .milliseconds(50))
+    do {
+        var token: String?
+        for _ in 0..<600 where token == nil {
+            if let bytes = FileManager.default.contents(atPath: dir + "/credentials.json"), isListening(port: port) {
+                token = try JSONParser.parseObject(Array(bytes))["apiToken"]?.stringValue
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
+        try await body(port, try #require(token))
+    } catch {
+        await stop()
+        throw error
     }
-    try await body(port, try #require(token))
+    await stop()
 }
 
 /// Writes `count` new notes through `POST /api/changes`: the status and the body.
