@@ -116,39 +116,23 @@ public struct ChangeApplier: Sendable {
     /// every node, even when a peer's clock runs ahead.
     /// - Throws: `ApplyError` for bad input (nothing written); `EventLogError` from storage.
     public func applyLocal(_ writes: [LocalWrite]) async throws -> ApplyReport {
-        let prepared = try await Self.checkedMap(writes) { [self] write throws(CoreError) in try prepare(write) }
-        let limits = self.limits
+        let records = try await Self.checkedMap(writes) { [self] write throws(CoreError) in try prepare(write) }
         let now = self.now
-        let writes = prepared
         let committed = try await log.write { writer in
             var outcomes: [ApplyReport.Outcome] = []
-            for (i, (write, row, hash)) in writes.enumerated() {
-                let key = EntityKey(write.entityName, write.entityId)
-                let current = try writer.current(key)
+            outcomes.reserveCapacity(records.count)
+            for var record in records {
+                let current = try writer.current(record.change.key)
                 var date = now()
                 if let current, current.utcDateChanged >= date { date = current.utcDateChanged.successor }
-                let erasedHash: String
-                if write.isErasure {
+                record.change.utcDateChanged = date
+                if record.change.isErased {
                     // Trilium keeps the old hash on erasure; an entity never seen has nothing to erase.
                     guard let current, !current.isErased else {
                         outcomes.append(.ignored)
                         continue
                     }
-                    erasedHash = current.hash
-                } else {
-                    erasedHash = ""
-                }
-                let change = EntityChange(
-                    entityName: write.entityName, entityId: write.entityId, hash: hash ?? erasedHash,
-                    isErased: write.isErasure, changeId: RandomID.make(), componentId: write.componentId,
-                    instanceId: writer.instanceId,
-                    isSynced: write.entityName != .options || row.map(isSyncedOption) ?? true,
-                    utcDateChanged: date)
-                let record = ChangeRecord(change: change, entity: row, originInstanceId: writer.instanceId)
-                do throws(CoreError) {
-                    try record.validate(limits)
-                } catch {
-                    throw ApplyError(index: i, cause: error)
+                    record.change.hash = current.hash
                 }
                 outcomes.append(.applied(writer.append(record)))
             }
@@ -161,32 +145,42 @@ public struct ChangeApplier: Sendable {
         return report
     }
 
-    /// Checks a local write and computes its row and content hash outside the commit.
-    private func prepare(_ write: LocalWrite) throws(CoreError) -> (LocalWrite, EntityRow?, String?) {
+    /// Checks a local write and makes its record outside the commit — row, content hash, changeId
+    /// — validated whole. The commit fills in what depends on the entity's current change: the
+    /// timestamp, and an erasure's hash (a stored one, valid already).
+    private func prepare(_ write: LocalWrite) throws(CoreError) -> ChangeRecord {
         guard limits.isValidEntityId(write.entityId) else {
             throw CoreError(
                 .invalidValue, "entityId must be 1-\(limits.maxEntityIdLength) characters of A-Z a-z 0-9 _ . : -",
                 field: "entityId")
         }
-        guard var object = write.entity else {
-            if write.entityName == .noteReordering {
-                throw CoreError(.invalidValue, "note_reordering cannot be erased", field: "isErased")
+        var row: EntityRow?
+        var hash = "erased"
+        if var object = write.entity {
+            if let primaryKey = write.entityName.primaryKey {
+                switch object[primaryKey] {
+                case nil: object[primaryKey] = .string(write.entityId)
+                case .string(let id)? where id == write.entityId: break
+                case .string?:
+                    throw CoreError(
+                        .invalidValue, "does not match entityId '\(write.entityId)'", field: "entity.\(primaryKey)")
+                case let other?:
+                    throw CoreError(
+                        .wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
+                }
             }
-            return (write, nil, nil)
+            hash = try ContentHash.entityHash(write.entityName, row: object)
+            row = EntityRow(object)
+        } else if write.entityName == .noteReordering {
+            throw CoreError(.invalidValue, "note_reordering cannot be erased", field: "isErased")
         }
-        if let primaryKey = write.entityName.primaryKey {
-            switch object[primaryKey] {
-            case nil: object[primaryKey] = .string(write.entityId)
-            case .string(let id)? where id == write.entityId: break
-            case .string?:
-                throw CoreError(
-                    .invalidValue, "does not match entityId '\(write.entityId)'", field: "entity.\(primaryKey)")
-            case let other?:
-                throw CoreError(.wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
-            }
-        }
-        let hash = try ContentHash.entityHash(write.entityName, row: object)
-        return (write, EntityRow(object), hash)
+        let change = EntityChange(
+            entityName: write.entityName, entityId: write.entityId, hash: hash, isErased: row == nil,
+            changeId: RandomID.make(), componentId: write.componentId, instanceId: log.instanceId,
+            isSynced: write.entityName != .options || row.map(isSyncedOption) ?? true, utcDateChanged: now())
+        let record = ChangeRecord(change: change, entity: row, originInstanceId: log.instanceId)
+        try record.validate(limits)
+        return record
     }
 
 }

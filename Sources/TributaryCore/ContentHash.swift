@@ -10,47 +10,45 @@ public enum ContentHash {
     /// Trilium's `utils.hash`: Unicode NFC, SHA-1 over UTF-8, standard base64 (28 characters).
     public static func sha1Base64(_ text: String) -> String {
         var hasher = Insecure.SHA1()
-        var utf8 = nfc(text)
-        utf8.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        var text = text
+        text.withUTF8 { bytes in normalizing(bytes) { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) } }
         return Data(hasher.finalize()).base64EncodedString()
     }
 
-    /// `text` in Unicode NFC. Only the stretches that Unicode's quick check does not pass go
+    /// `text` in Unicode NFC.
+    static func nfc(_ text: String) -> String {
+        var text = text
+        var out: [UInt8] = []
+        text.withUTF8 { bytes in normalizing(bytes) { out.append(contentsOf: $0) } }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Hands `sink` the NFC form of the well-formed UTF-8 `bytes`, in runs, copying nothing that
+    /// normalization leaves alone. Only the stretches that Unicode's quick check does not pass go
     /// through Foundation's normalizer (slow on long strings: a binary blob decoded as UTF-8 is
     /// kilobytes of U+FFFD with the odd combining mark). Text splits into stretches that normalize
     /// independently just before each ASCII character: ASCII characters are starters that never
     /// combine with what precedes them (UAX #15), though one may combine with what follows.
-    static func nfc(_ text: String) -> String {
-        if isNFC(text) { return text }
-        var source = text
-        return source.withUTF8 { bytes -> String in
-            // Copied only from the first stretch that normalization changes: the quick check's
-            // "maybe" is usually a combining mark that has nothing to combine with.
-            var out: [UInt8]?
-            var copied = 0
-            var start = 0
-            while start < bytes.count {
-                var end = start + 1
-                while end < bytes.count && bytes[end] >= 0x80 { end += 1 }
-                let piece = UnsafeBufferPointer(rebasing: bytes[start..<end])
-                if end - start > 1, !belowCombiningMarks(piece), !isNFC(piece) {
-                    let normalized = String(decoding: piece, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8
-                    if !normalized.elementsEqual(piece) {
-                        if out == nil {
-                            out = []
-                            out!.reserveCapacity(bytes.count + 64)
-                        }
-                        out!.append(contentsOf: bytes[copied..<start])
-                        out!.append(contentsOf: normalized)
-                        copied = end
-                    }
+    static func normalizing(_ bytes: UnsafeBufferPointer<UInt8>, into sink: (UnsafeBufferPointer<UInt8>) -> Void) {
+        if belowCombiningMarks(bytes) || isNFC(bytes) { return sink(bytes) }
+        // The quick check's "maybe" is usually a combining mark that has nothing to combine with.
+        var copied = 0
+        var start = 0
+        while start < bytes.count {
+            var end = start + 1
+            while end < bytes.count && bytes[end] >= 0x80 { end += 1 }
+            let piece = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            if end - start > 1, !belowCombiningMarks(piece), !isNFC(piece) {
+                var normalized = String(decoding: piece, as: UTF8.self).precomposedStringWithCanonicalMapping
+                if !normalized.utf8.elementsEqual(piece) {
+                    sink(UnsafeBufferPointer(rebasing: bytes[copied..<start]))
+                    normalized.withUTF8(sink)
+                    copied = end
                 }
-                start = end
             }
-            guard var out else { return text }
-            out.append(contentsOf: bytes[copied...])
-            return String(decoding: out, as: UTF8.self)
+            start = end
         }
+        sink(UnsafeBufferPointer(rebasing: bytes[copied...]))
     }
 
     /// Whether every character of `utf8` is below U+0300 or is U+FFFD: starters that never
@@ -73,16 +71,9 @@ public enum ContentHash {
     }
 
     private static func isNFC(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
-        // Pieces are cut at ASCII bytes of valid UTF-8, so each is valid UTF-8 on its own.
-        guard var span = try? UTF8Span(validating: utf8.span) else { return false }
-        return span.checkForNFC(quickCheck: true)
-    }
-
-    /// Whether `text` is known to be in NFC by Unicode's quick check — nearly always (ASCII, and
-    /// most other text), and then Foundation's normalizer, slow on long strings, is skipped. A
-    /// "maybe" goes to the normalizer, which leaves NFC text as it is.
-    static func isNFC(_ text: String) -> Bool {
-        var span = text.utf8Span
+        // Only ever given well-formed UTF-8: a Swift string's, a repaired blob's, or a piece of
+        // either cut just before an ASCII byte. Validating again cost a third of a blob's hash.
+        var span = unsafe UTF8Span(unchecked: utf8.span)
         return span.checkForNFC(quickCheck: true)
     }
 
@@ -139,12 +130,78 @@ public enum ContentHash {
         guard let bytes = Data(base64Encoded: base64Content) else {
             throw CoreError(.invalidValue, "blob content must be base64", field: "entity.content")
         }
-        // Node's Buffer.toString() decodes UTF-8 replacing invalid sequences, as String(decoding:) does.
-        return blobHash(blobId: blobId, content: String(decoding: bytes, as: UTF8.self))
+        // Node's Buffer.toString() decodes UTF-8 replacing invalid sequences, as String(decoding:)
+        // does, but that is slow on binary content, where nearly every byte is one.
+        let content = bytes.withUnsafeBytes { repairingUTF8($0) }
+        return content.withUnsafeBufferPointer { blobHash(blobId: blobId, utf8: $0) }
     }
 
     public static func blobHash(blobId: String, content: String) -> String {
-        sha1Base64(blobId + "|" + content)
+        var content = content
+        return content.withUTF8 { blobHash(blobId: blobId, utf8: $0) }
+    }
+
+    private static func blobHash(blobId: String, utf8 content: UnsafeBufferPointer<UInt8>) -> String {
+        var hasher = Insecure.SHA1()
+        // An ASCII "|" never combines with what precedes it, so the parts normalize apart.
+        for part in [blobId, "|"] {
+            var part = part
+            part.withUTF8 { bytes in normalizing(bytes) { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) } }
+        }
+        normalizing(content) { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        return Data(hasher.finalize()).base64EncodedString()
+    }
+
+    /// `bytes` as well-formed UTF-8, each maximal ill-formed subpart replaced by U+FFFD (Unicode
+    /// §3.9, the WHATWG decoder's rule) — what Node's `Buffer.toString()` and Swift's
+    /// `String(decoding:as:)` give, byte for byte.
+    static func repairingUTF8(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let count = bytes.count
+        // At worst every byte becomes a three-byte U+FFFD.
+        return [UInt8](unsafeUninitializedCapacity: count * 3) { out, written in
+            var o = 0
+            var i = 0
+            while i < count {
+                let lead = bytes[i]
+                if lead < 0x80 {
+                    out[o] = lead
+                    o += 1
+                    i += 1
+                    continue
+                }
+                // The sequence's length and the range its second byte must fall in (Table 3-7).
+                var low: UInt8 = 0x80
+                var high: UInt8 = 0xBF
+                let length: Int
+                switch lead {
+                case 0xC2...0xDF: length = 2
+                case 0xE0: (length, low) = (3, 0xA0)
+                case 0xE1...0xEC, 0xEE...0xEF: length = 3
+                case 0xED: (length, high) = (3, 0x9F)
+                case 0xF0: (length, low) = (4, 0x90)
+                case 0xF1...0xF3: length = 4
+                case 0xF4: (length, high) = (4, 0x8F)
+                default: length = 1
+                }
+                var end = i + 1
+                while end < i + length && end < count && bytes[end] >= low && bytes[end] <= high {
+                    (low, high) = (0x80, 0xBF)
+                    end += 1
+                }
+                if length > 1 && end == i + length {
+                    while i < end {
+                        out[o] = bytes[i]
+                        o += 1
+                        i += 1
+                    }
+                } else {
+                    (out[o], out[o + 1], out[o + 2]) = (0xEF, 0xBF, 0xBD)
+                    o += 3
+                    i = end
+                }
+            }
+            written = o
+        }
     }
 
     /// A sector digest of the content-hash check: each entity's `hash` followed by `0`/`1` for

@@ -346,6 +346,34 @@ struct ContentHashTests {
         #expect(ContentHash.nfc(text).unicodeScalars.count == 2398)
     }
 
+    /// The UTF-8 repair under blob hashes replaces exactly what Swift's own decoder replaces:
+    /// random bytes weighted towards leads, continuations and the edges of Table 3-7, cut at
+    /// every length so truncated sequences at the end are covered too.
+    @Test func repairingUTF8EqualsSwiftsDecoder() {
+        let interesting: [UInt8] = [
+            0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE,
+            0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF,
+        ]
+        var state: UInt64 = 0x2026_1126_0009
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33)
+        }
+        var checked = 0
+        for _ in 0..<5000 {
+            let bytes = (0..<(next() % 24)).map { _ in
+                next() % 2 == 0 ? interesting[next() % interesting.count] : UInt8(truncatingIfNeeded: next())
+            }
+            let expected = Array(String(decoding: bytes, as: UTF8.self).utf8)
+            let repaired = bytes.withUnsafeBytes { ContentHash.repairingUTF8($0) }
+            #expect(repaired == expected, "\(bytes.map { String($0, radix: 16) })")
+            if repaired != bytes { checked += 1 }
+        }
+        #expect(checked > 2000)  // most inputs really needed repair
+        let valid = Array("déjà vu — 日本語 😀".utf8)
+        #expect(valid.withUnsafeBytes { ContentHash.repairingUTF8($0) } == valid)
+    }
+
     /// The piecewise normalization equals Foundation's over the whole string, byte for byte, on
     /// random mixes of ASCII, combining marks (in and out of canonical order), Hangul jamo,
     /// precomposed letters and U+FFFD.
