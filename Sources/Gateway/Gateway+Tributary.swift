@@ -58,7 +58,13 @@ extension Gateway {
     /// erasures `[{"entityName","entityId","isErased":1}]`, all or nothing.
     func postChanges(_ request: Request) async throws -> Response {
         try requireToken(request)
-        let writes = try LocalWrite.decodeBatch(try await body(request))
+        let bytes = try await body(request)
+        let writes: [LocalWrite]
+        do {
+            writes = try LocalWrite.decodeBatch(bytes)
+        } catch {
+            throw GatewayError.badRequest("\(error)")
+        }
         let report: ApplyReport
         do {
             report = try await server.applier.applyLocal(writes)
@@ -154,58 +160,5 @@ extension Gateway {
                     "slowestCursor": sockets.compactMap { $0 }.min().map { .number(Int($0.rawValue)) } ?? .null,
                 ]),
             ]))
-    }
-}
-
-extension LocalWrite {
-    /// Decodes `POST /api/changes`'s body; errors name the element and field (`[2].entityId`).
-    static func decodeBatch(_ bytes: [UInt8]) throws(GatewayError) -> [LocalWrite] {
-        let value: JSONValue
-        do {
-            value = try JSONParser.parse(bytes)
-        } catch {
-            throw .badRequest("\(error)")
-        }
-        guard case .array(let elements) = value else {
-            throw .badRequest("the body must be a JSON array of changes, found \(value.typeName)")
-        }
-        guard !elements.isEmpty else { throw .badRequest("the batch is empty") }
-        var writes: [LocalWrite] = []
-        for (i, element) in elements.enumerated() {
-            guard case .object(let o) = element else {
-                throw .badRequest("[\(i)]: expected an object, found \(element.typeName)")
-            }
-            guard case .string(let name)? = o["entityName"] else {
-                throw .badRequest("[\(i)].entityName: a string is required")
-            }
-            guard let entityName = EntityName(rawValue: name) else {
-                throw .badRequest("[\(i)].entityName: unknown entityName '\(name.prefix(64))'")
-            }
-            guard case .string(let id)? = o["entityId"] else {
-                throw .badRequest("[\(i)].entityId: a string is required")
-            }
-            var componentId = "NA"
-            if let c = o["componentId"] {
-                guard case .string(let s) = c else { throw .badRequest("[\(i)].componentId: expected a string") }
-                componentId = s
-            }
-            var erased = false
-            switch o["isErased"] {
-            case nil, .null?, .number("0")?, .bool(false)?: erased = false
-            case .number("1")?, .bool(true)?: erased = true
-            case let other?: throw .badRequest("[\(i)].isErased: expected 0 or 1, found \(other.typeName)")
-            }
-            switch (o["entity"], erased) {
-            case (.object(let row)?, false):
-                writes.append(LocalWrite(entityName: entityName, entityId: id, entity: row, componentId: componentId))
-            case (nil, true), (.null?, true):
-                writes.append(LocalWrite(entityName: entityName, entityId: id, entity: nil, componentId: componentId))
-            case (_?, true): throw .badRequest("[\(i)].entity: an erasure carries no entity")
-            case (nil, false), (.null?, false):
-                throw .badRequest("[\(i)].entity: an object is required (or isErased: 1)")
-            case (let other?, false): throw .badRequest("[\(i)].entity: expected an object, found \(other.typeName)")
-            }
-        }
-        return writes
     }
 }

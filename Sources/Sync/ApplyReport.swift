@@ -35,24 +35,6 @@ public struct ApplyReport: Sendable, Hashable {
     }
 }
 
-/// A write made on this node: an entity row to store, or an erasure.
-public struct LocalWrite: Sendable, Hashable {
-    public var entityName: EntityName
-    public var entityId: String
-    /// The row; nil for an erasure.
-    public var entity: JSONObject?
-    public var componentId: String
-
-    public init(entityName: EntityName, entityId: String, entity: JSONObject?, componentId: String = "NA") {
-        self.entityName = entityName
-        self.entityId = entityId
-        self.entity = entity
-        self.componentId = componentId
-    }
-
-    public var isErasure: Bool { entity == nil }
-}
-
 /// Who sent a batch of remote changes: the basis of the echo-avoidance stamp.
 public enum Sender: Sendable, Hashable {
     /// A peer node (its instanceId): received changes are stamped with it.

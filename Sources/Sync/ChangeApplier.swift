@@ -116,7 +116,10 @@ public struct ChangeApplier: Sendable {
     /// every node, even when a peer's clock runs ahead.
     /// - Throws: `ApplyError` for bad input (nothing written); `EventLogError` from storage.
     public func applyLocal(_ writes: [LocalWrite]) async throws -> ApplyReport {
-        let records = try await Self.checkedMap(writes) { [self] write throws(CoreError) in try prepare(write) }
+        let changeIds = RandomID.make(count: writes.count)
+        let records = try await Self.checkedMap(Array(zip(writes, changeIds))) { [self] item throws(CoreError) in
+            try prepare(item.0, changeId: item.1)
+        }
         let now = self.now
         let committed = try await log.write { writer in
             var outcomes: [ApplyReport.Outcome] = []
@@ -148,18 +151,22 @@ public struct ChangeApplier: Sendable {
     /// Checks a local write and makes its record outside the commit — row, content hash, changeId
     /// — validated whole. The commit fills in what depends on the entity's current change: the
     /// timestamp, and an erasure's hash (a stored one, valid already).
-    private func prepare(_ write: LocalWrite) throws(CoreError) -> ChangeRecord {
+    private func prepare(_ write: LocalWrite, changeId: String) throws(CoreError) -> ChangeRecord {
         guard limits.isValidEntityId(write.entityId) else {
             throw CoreError(
                 .invalidValue, "entityId must be 1-\(limits.maxEntityIdLength) characters of A-Z a-z 0-9 _ . : -",
                 field: "entityId")
         }
-        var row: EntityRow?
+        var row = write.entity
         var hash = "erased"
-        if var object = write.entity {
+        if var given = row {
+            // Member names are matched as bytes below; rewritten once, none has an escape that
+            // JSON.parse, and so Trilium, would read as a column name.
+            if given.bytes.contains(UInt8(ascii: "\\")) { given = EntityRow(try given.object()) }
+            row = given
             if let primaryKey = write.entityName.primaryKey {
-                switch object[primaryKey] {
-                case nil: object[primaryKey] = .string(write.entityId)
+                switch given.value(forKey: primaryKey) {
+                case nil: row = given.adding(primaryKey, .string(write.entityId))
                 case .string(let id)? where id == write.entityId: break
                 case .string?:
                     throw CoreError(
@@ -169,14 +176,13 @@ public struct ChangeApplier: Sendable {
                         .wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
                 }
             }
-            hash = try ContentHash.entityHash(write.entityName, row: object)
-            row = EntityRow(object)
+            hash = try ContentHash.entityHash(write.entityName, row: row!)
         } else if write.entityName == .noteReordering {
             throw CoreError(.invalidValue, "note_reordering cannot be erased", field: "isErased")
         }
         let change = EntityChange(
             entityName: write.entityName, entityId: write.entityId, hash: hash, isErased: row == nil,
-            changeId: RandomID.make(), componentId: write.componentId, instanceId: log.instanceId,
+            changeId: changeId, componentId: write.componentId, instanceId: log.instanceId,
             isSynced: write.entityName != .options || row.map(isSyncedOption) ?? true, utcDateChanged: now())
         let record = ChangeRecord(change: change, entity: row, originInstanceId: log.instanceId)
         try record.validate(limits)

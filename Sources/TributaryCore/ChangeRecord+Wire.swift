@@ -25,57 +25,20 @@ extension ChangeRecord {
         guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
             throw CoreError(.wrongType, "a sync record must be a JSON object")
         }
-        parser.position += 1
         var changeObject: JSONObject?
         var entity: EntityRow?
-        parser.skipWhitespace()
-        if !parser.atEnd, parser.peek == UInt8(ascii: "}") {
-            parser.position += 1
-        } else {
-            while true {
-                parser.skipWhitespace()
-                guard !parser.atEnd, parser.peek == UInt8(ascii: "\"") else {
-                    throw parser.error("expected a member name")
+        try parser.objectMembers { name, parser throws(CoreError) in
+            switch name {
+            case "entityChange":
+                let value = try parser.parseValue()
+                guard case .object(let object) = value else {
+                    throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
                 }
-                let name = try parser.parseString()
-                parser.skipWhitespace()
-                try parser.expect(UInt8(ascii: ":"), "':'")
-                parser.skipWhitespace()
-                switch name {
-                case "entityChange":
-                    let value = try parser.parseValue()
-                    guard case .object(let object) = value else {
-                        throw CoreError(
-                            .wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
-                    }
-                    changeObject = object
-                case "entity":
-                    guard !parser.atEnd else { throw parser.error("unexpected end of input") }
-                    if parser.peek == UInt8(ascii: "n") {
-                        try parser.literal("null")
-                    } else if parser.peek == UInt8(ascii: "{") {
-                        let start = parser.position
-                        parser.sawWhitespace = false
-                        try parser.skipValue()
-                        let slice = UnsafeRawBufferPointer(rebasing: parser.bytes[start..<parser.position])
-                        entity =
-                            parser.sawWhitespace
-                            ? try EntityRow(validating: slice) : EntityRow(trusted: [UInt8](slice))
-                    } else {
-                        let value = try parser.parseValue()
-                        throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entity")
-                    }
-                default:
-                    try parser.skipValue()
-                }
-                parser.skipWhitespace()
-                guard !parser.atEnd else { throw parser.error("unterminated object") }
-                if parser.peek == UInt8(ascii: ",") {
-                    parser.position += 1
-                    continue
-                }
-                try parser.expect(UInt8(ascii: "}"), "',' or '}'")
-                break
+                changeObject = object
+            case "entity":
+                entity = try parser.entityRow()
+            default:
+                try parser.skipValue()
             }
         }
         guard let changeObject else {

@@ -87,42 +87,73 @@ public enum ContentHash {
     public static func entityHash(_ name: EntityName, row: JSONObject, isDeleted: Bool? = nil) throws(CoreError)
         -> String
     {
+        let fields = hashedFields[name]!
+        return try entityHash(name, fields, isDeleted: isDeleted, values: fields.names.map { row[$0] })
+    }
+
+    /// ``entityHash(_:row:isDeleted:)`` reading only the members it needs of the row's bytes, in
+    /// one pass. Names are matched as bytes: a name written with escapes is not found.
+    public static func entityHash(_ name: EntityName, row: EntityRow, isDeleted: Bool? = nil) throws(CoreError)
+        -> String
+    {
+        let fields = hashedFields[name]!
+        return try entityHash(name, fields, isDeleted: isDeleted, values: row.values(forKeys: fields.utf8Names))
+    }
+
+    /// `values` are the row's values of `fields.names`, in order.
+    private static func entityHash(_ name: EntityName, _ fields: HashedFields, isDeleted: Bool?, values: [JSONValue?])
+        throws(CoreError) -> String
+    {
         switch name {
         case .noteReordering:
             return "N/A"
         case .blobs:
-            guard case .string(let blobId)? = row["blobId"] else {
+            guard case .string(let blobId)? = values[0] else {
                 throw CoreError(.missingField, "a blob row needs its blobId", field: "entity.blobId")
             }
-            guard case .string(let content)? = row["content"] else {
+            guard case .string(let content)? = values[1] else {
                 throw CoreError(.missingField, "a blob row needs its content (base64)", field: "entity.content")
             }
             return try blobHash(blobId: blobId, base64Content: content)
         default:
             var text = ""
             text.reserveCapacity(256)
-            for (property, isBoolean) in hashedFields[name] ?? [] {
+            for i in 0..<fields.isBoolean.count {
                 text += "|"
-                var value = row[property]
+                var value = values[i]
                 // BAttribute keeps `row.value || ""`: any falsy value hashes as the empty string.
-                if name == .attributes && property == "value" && !(value?.isTruthy ?? false) { value = .string("") }
-                if isBoolean {
+                if i == fields.falsyAsEmpty && !(value?.isTruthy ?? false) { value = .string("") }
+                if fields.isBoolean[i] {
                     text += isTruthy(value) ? "true" : "false"
                 } else {
                     text += javaScriptString(value)
                 }
             }
-            if isDeleted ?? isTruthy(row["isDeleted"]) { text += "|deleted" }
+            if isDeleted ?? isTruthy(values[fields.isBoolean.count]) { text += "|deleted" }
             return String(sha1Base64(text).prefix(10))
         }
     }
 
-    /// Each entity's hashed properties in order, and whether each hashes as a boolean — worked
-    /// out once: every local write hashes its row.
-    private static let hashedFields: [EntityName: [(String, Bool)]] = Dictionary(
-        uniqueKeysWithValues: EntityName.allCases.map { name in
-            (name, name.hashedProperties.map { ($0, name.booleanProperties.contains($0)) })
-        })
+    /// What an entity's hash reads: its hashed properties in order, then `isDeleted`.
+    struct HashedFields {
+        let names: [String]
+        let utf8Names: [[UInt8]]
+        /// For each hashed property, whether it hashes as a boolean.
+        let isBoolean: [Bool]
+        /// The property whose falsy values hash as "" (BAttribute's `value`), if any.
+        let falsyAsEmpty: Int?
+
+        init(_ name: EntityName) {
+            names = name.hashedProperties + ["isDeleted"]
+            utf8Names = names.map { Array($0.utf8) }
+            isBoolean = name.hashedProperties.map { name.booleanProperties.contains($0) }
+            falsyAsEmpty = name == .attributes ? name.hashedProperties.firstIndex(of: "value") : nil
+        }
+    }
+
+    /// Worked out once: every local write hashes its row.
+    private static let hashedFields: [EntityName: HashedFields] = Dictionary(
+        uniqueKeysWithValues: EntityName.allCases.map { ($0, HashedFields($0)) })
 
     /// A blob's hash: `utils.hash(blobId + "|" + content)`, not truncated. `content` is the text
     /// Trilium holds; on the wire (and in our rows) it travels as base64 of its UTF-8 bytes.

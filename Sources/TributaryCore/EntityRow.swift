@@ -57,41 +57,64 @@ public struct EntityRow: Sendable, Hashable {
     /// The value of the top-level member `key` (the last one if the name repeats, as
     /// JavaScript's `JSON.parse` reads it), parsing only that member.
     public func value(forKey key: String) -> JSONValue? {
-        var wanted = key
-        return wanted.withUTF8 { wantedBytes in
-            bytes.withUnsafeBytes { raw -> JSONValue? in
-                var parser = JSONParser(raw)
-                guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return nil }
-                parser.position += 1
-                var found: JSONValue?
-                do {
+        values(forKeys: [Array(key.utf8)])[0]
+    }
+
+    /// The values of the top-level members named `keys` (UTF-8), in one pass over the row,
+    /// parsing only those members; the last one counts if a name repeats, and a key listed twice
+    /// gets the value twice. Names with escapes never match; Trilium's column names have none.
+    func values(forKeys keys: [[UInt8]]) -> [JSONValue?] {
+        var found = [JSONValue?](repeating: nil, count: keys.count)
+        bytes.withUnsafeBytes { raw in
+            var parser = JSONParser(raw)
+            guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return }
+            parser.position += 1
+            do {
+                parser.skipWhitespace()
+                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return }
+                while true {
                     parser.skipWhitespace()
-                    if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return nil }
-                    while true {
-                        parser.skipWhitespace()
-                        let nameStart = parser.position + 1
-                        try parser.skipString()
-                        // Names with escapes never match; Trilium's column names have none.
-                        let name = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(parser.position - 1)])
-                        parser.skipWhitespace()
-                        try parser.expect(UInt8(ascii: ":"), "':'")
-                        parser.skipWhitespace()
-                        if name.count == wantedBytes.count,
-                            name.count == 0 || memcmp(name.baseAddress!, wantedBytes.baseAddress!, name.count) == 0
-                        {
-                            found = try parser.parseValue()
-                        } else {
-                            try parser.skipValue()
+                    let nameStart = parser.position + 1
+                    try parser.skipString()
+                    let name = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(parser.position - 1)])
+                    parser.skipWhitespace()
+                    try parser.expect(UInt8(ascii: ":"), "':'")
+                    parser.skipWhitespace()
+                    var value: JSONValue?
+                    for (i, key) in keys.enumerated() where key.count == name.count {
+                        let equal = key.withUnsafeBytes {
+                            name.count == 0 || memcmp(name.baseAddress!, $0.baseAddress!, name.count) == 0
                         }
-                        parser.skipWhitespace()
-                        guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return found }
-                        parser.position += 1
+                        guard equal else { continue }
+                        if value == nil { value = try parser.parseValue() }
+                        found[i] = value
                     }
-                } catch {
-                    return nil
+                    if value == nil { try parser.skipValue() }
+                    parser.skipWhitespace()
+                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return }
+                    parser.position += 1
                 }
+            } catch {
+                found = [JSONValue?](repeating: nil, count: keys.count)
             }
         }
+        return found
+    }
+
+    /// The row with a member `key` put first; for a key the row does not have.
+    public func adding(_ key: String, _ value: JSONValue) -> EntityRow {
+        var writer = JSONWriter(capacity: bytes.count + key.utf8.count + 32)
+        writer.raw("{")
+        writer.string(key)
+        writer.raw(":")
+        writer.write(value)
+        if bytes.count > 2 {
+            writer.raw(",")
+            writer.raw(bytes.dropFirst())
+        } else {
+            writer.raw("}")
+        }
+        return EntityRow(trusted: writer.bytes)
     }
 
     /// The row's JSON text.

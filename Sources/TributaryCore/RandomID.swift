@@ -1,3 +1,5 @@
+import Glibc
+
 /// Trilium's random identifiers: `randomString(n)` over the 62 alphanumerics, from a
 /// cryptographically secure source (changeIds, instanceIds and entity ids are 12 characters).
 public enum RandomID {
@@ -7,6 +9,13 @@ public enum RandomID {
     public static func make(length: Int = 12) -> String {
         var generator = SystemRandomNumberGenerator()
         return make(length: length, using: &generator)
+    }
+
+    /// `count` new ids, drawn from one buffer of the system's secure random bytes: one system
+    /// call per 4 KB instead of one per eight bytes (a batch of 1000 writes needs 1000 changeIds).
+    public static func make(count: Int, length: Int = 12) -> [String] {
+        var generator = BufferedSystemRandom()
+        return (0..<count).map { _ in make(length: length, using: &generator) }
     }
 
     public static func make(length: Int, using generator: inout some RandomNumberGenerator) -> String {
@@ -49,5 +58,21 @@ extension String.UTF8View {
         if let result { return result }
         guard !isEmpty, count <= maxLength else { return false }
         return allSatisfy(predicate)
+    }
+}
+
+/// The kernel's secure random bytes 4 KB at a time: glibc's `arc4random_buf` is one `getrandom`
+/// call, where `SystemRandomNumberGenerator` (and swift-crypto's keys) make one per eight bytes.
+struct BufferedSystemRandom: RandomNumberGenerator {
+    private var words = [UInt64](repeating: 0, count: 512)
+    private var used = 512
+
+    mutating func next() -> UInt64 {
+        if used == words.count {
+            words.withUnsafeMutableBytes { arc4random_buf($0.baseAddress!, $0.count) }
+            used = 0
+        }
+        used += 1
+        return words[used - 1]
     }
 }

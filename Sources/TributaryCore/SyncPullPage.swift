@@ -40,56 +40,42 @@ public struct SyncPullPage: Sendable {
 }
 
 extension JSONParser {
-    /// Visits the members of the object at the current position; `body` must consume the value.
+    /// Visits the members of the top-level object; `body` must consume each value. Nothing may
+    /// follow the object.
     mutating func members(_ body: (String, inout JSONParser) throws(CoreError) -> Void) throws(CoreError) {
         skipWhitespace()
         guard !atEnd, peek == UInt8(ascii: "{") else { throw CoreError(.wrongType, "expected a JSON object") }
-        position += 1
-        skipWhitespace()
-        if !atEnd, peek == UInt8(ascii: "}") {
-            position += 1
-        } else {
-            while true {
-                skipWhitespace()
-                guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a member name") }
-                let name = try parseString()
-                skipWhitespace()
-                try expect(UInt8(ascii: ":"), "':'")
-                skipWhitespace()
-                try body(name, &self)
-                skipWhitespace()
-                guard !atEnd else { throw error("unterminated object") }
-                if peek == UInt8(ascii: ",") {
-                    position += 1
-                    continue
-                }
-                try expect(UInt8(ascii: "}"), "',' or '}'")
-                break
-            }
-        }
+        try objectMembers(body)
         skipWhitespace()
         guard atEnd else { throw error("unexpected data after the object") }
     }
 
-    /// An array of sync records at the current position, each decoded from its own bytes.
-    mutating func recordArray(field: String) throws(CoreError) -> [ChangeRecord] {
+    /// Visits the elements of the array at the position, and leaves the parser just after it;
+    /// `body` must consume each element. An element's error is placed under `field[index]`.
+    mutating func arrayElements(field: String, _ body: (Int, inout JSONParser) throws(CoreError) -> Void)
+        throws(CoreError)
+    {
+        skipWhitespace()
         guard !atEnd, peek == UInt8(ascii: "[") else {
             let value = try parseValue()
-            throw CoreError(.wrongType, "expected an array, found \(value.typeName)", field: field)
+            throw CoreError(
+                .wrongType, "expected an array, found \(value.typeName)", field: field.isEmpty ? nil : field)
         }
         position += 1
-        var records: [ChangeRecord] = []
         skipWhitespace()
         if !atEnd, peek == UInt8(ascii: "]") {
             position += 1
-            return records
+            return
         }
+        var index = 0
         while true {
+            skipWhitespace()
             do throws(CoreError) {
-                records.append(try ChangeRecord.decode(&self))
+                try body(index, &self)
             } catch {
-                throw error.within("\(field)[\(records.count)]")
+                throw error.within("\(field)[\(index)]")
             }
+            index += 1
             skipWhitespace()
             guard !atEnd else { throw self.error("unterminated array") }
             if peek == UInt8(ascii: ",") {
@@ -97,8 +83,36 @@ extension JSONParser {
                 continue
             }
             try expect(UInt8(ascii: "]"), "',' or ']'")
-            return records
+            return
         }
+    }
+
+    /// An array of sync records at the current position, each decoded from its own bytes.
+    mutating func recordArray(field: String) throws(CoreError) -> [ChangeRecord] {
+        var records: [ChangeRecord] = []
+        try arrayElements(field: field) { _, parser throws(CoreError) in
+            records.append(try ChangeRecord.decode(&parser))
+        }
+        return records
+    }
+
+    /// The `entity` member's row at the position, `null` giving nil, in one pass: compact input
+    /// is kept byte for byte, as it came.
+    mutating func entityRow() throws(CoreError) -> EntityRow? {
+        guard !atEnd else { throw error("unexpected end of input") }
+        if peek == UInt8(ascii: "n") {
+            try literal("null")
+            return nil
+        }
+        guard peek == UInt8(ascii: "{") else {
+            let value = try parseValue()
+            throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entity")
+        }
+        let start = position
+        sawWhitespace = false
+        try skipValue()
+        let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+        return sawWhitespace ? try EntityRow(validating: slice) : EntityRow(trusted: [UInt8](slice))
     }
 }
 

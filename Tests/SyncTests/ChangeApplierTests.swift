@@ -323,7 +323,7 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
                 "blobId": .string("blob0000000000000001"),
             ]
             let report = try await node.applier.applyLocal([
-                LocalWrite(entityName: .notes, entityId: "note00000001", entity: row)
+                LocalWrite(entityName: .notes, entityId: "note00000001", entity: EntityRow(row))
             ])
             #expect(report.outcomes == [.applied(1)])
             let stored = try #require(try node.log.change(at: 1))
@@ -343,7 +343,7 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
             _ = try await node.applier.applyRemote([note("n1", at: "2030-01-01 00:00:00.000Z")], from: .recordInstance)
             node.clock.now = date("2025-01-01 00:00:00.000Z")
             _ = try await node.applier.applyLocal([
-                LocalWrite(entityName: .notes, entityId: "n1", entity: ["title": .string("mine")])
+                LocalWrite(entityName: .notes, entityId: "n1", entity: EntityRow(["title": .string("mine")]))
             ])
             #expect(try node.log.current(EntityKey(.notes, "n1"))?.utcDateChanged == date("2030-01-01 00:00:00.001Z"))
         }
@@ -369,11 +369,30 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
         try await withNode { node in
             await #expect {
                 _ = try await node.applier.applyLocal([
-                    LocalWrite(entityName: .notes, entityId: "n1", entity: ["title": .string("ok")]),
-                    LocalWrite(entityName: .notes, entityId: "n2", entity: ["noteId": .string("n3")]),
+                    LocalWrite(entityName: .notes, entityId: "n1", entity: EntityRow(["title": .string("ok")])),
+                    LocalWrite(entityName: .notes, entityId: "n2", entity: EntityRow(["noteId": .string("n3")])),
                 ])
             } throws: { ($0 as? ApplyError)?.index == 1 && ($0 as? ApplyError)?.field == "entity.noteId" }
             #expect(node.log.head == 0)
+        }
+    }
+    /// A row that spells its column names with escapes (`\u006e` is `n`) means what JSON.parse,
+    /// and so Trilium, reads: the same note, the same hash as the plain spelling.
+    @Test func aRowWithEscapedNamesHashesAndChecksAsJSONParseReadsIt() async throws {
+        try await withNode { node in
+            let escaped = try EntityRow(validating: Array(#"{"\u006eoteId":"n1","t\u0069tle":"x","type":"text"}"#.utf8))
+            let plain = EntityRow(["noteId": .string("n1"), "title": .string("x"), "type": .string("text")])
+            _ = try await node.applier.applyLocal([LocalWrite(entityName: .notes, entityId: "n1", entity: escaped)])
+            let first = try #require(try node.log.change(at: 1))
+            #expect(first.change.hash == (try ContentHash.entityHash(.notes, row: try plain.object())))
+            #expect(try first.entity?.object()["noteId"] == .string("n1"))
+            await #expect {
+                _ = try await node.applier.applyLocal([
+                    LocalWrite(
+                        entityName: .notes, entityId: "n9",
+                        entity: try EntityRow(validating: Array(#"{"\u006eoteId":"n1"}"#.utf8)))
+                ])
+            } throws: { ($0 as? ApplyError)?.field == "entity.noteId" }
         }
     }
 }

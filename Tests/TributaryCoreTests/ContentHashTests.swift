@@ -404,6 +404,8 @@ struct ContentHashTests {
         #expect(String(ContentHash.sha1Base64(vector.preimage).prefix(10)) == vector.expected)
         // ... and the row pins down the property selection and the JavaScript string forms.
         #expect(try ContentHash.entityHash(vector.name, row: vector.row) == vector.expected)
+        // Local writes hash the row's bytes, reading only the hashed members.
+        #expect(try ContentHash.entityHash(vector.name, row: EntityRow(vector.row)) == vector.expected)
     }
 
     @Test("every vector table entity type is covered")

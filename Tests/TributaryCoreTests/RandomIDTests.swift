@@ -47,6 +47,19 @@ struct RandomIDTests {
         #expect(characters == alphabet)
     }
 
+    /// Ids made in bulk read the random buffer across many refills (4 KB is ~300 ids) and are
+    /// as distinct and as spread over the alphabet, position by position, as single ones.
+    @Test("ids made in bulk are distinct and use the whole alphabet at every position")
+    func bulk() {
+        let ids = RandomID.make(count: 10_000)
+        #expect(ids.count == 10_000 && Set(ids).count == 10_000)
+        #expect(ids.allSatisfy { $0.utf8.count == 12 && RandomID.isAlphanumeric($0) })
+        for position in 0..<12 {
+            #expect(Set(ids.map { Array($0.utf8)[position] }) == alphabet, "position \(position)")
+        }
+        #expect(RandomID.make(count: 0).isEmpty)
+    }
+
     @Test("bytes map to the alphabet in order, low byte first")
     func byteMapping() {
         var generator = ScriptedGenerator([0x0706_0504_0302_0100, 0x3D3C_3B3A_2524_0B0A])

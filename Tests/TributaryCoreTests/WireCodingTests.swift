@@ -441,3 +441,59 @@ struct WireCodingTests {
         #expect(CoreError(.tooLarge, "big", field: "entity").description == "entity: big")
     }
 }
+
+@Suite("Local write batches")
+struct LocalWriteBatchTests {
+    @Test("a batch decodes in order: rows verbatim, erasures, componentId, unknown members skipped")
+    func decodesABatch() throws {
+        let row = #"{"noteId":"n1","title":"caf\u00e9 \"x\"","future":{"a":[1,2.50]}}"#
+        let batch = """
+            [{"entityName":"notes","entityId":"n1","entity":\(row),"note":"ignored"},
+             { "entityId" : "b1", "entityName" : "branches", "entity" : { "prefix" : null } , "componentId":"c7"},
+             {"entityName":"notes","entityId":"n2","isErased":1},
+             {"entityName":"notes","entityId":"n3","isErased":true,"entity":null}]
+            """
+        let writes = try LocalWrite.decodeBatch(Array(batch.utf8))
+        #expect(writes.map(\.entityId) == ["n1", "b1", "n2", "n3"])
+        #expect(writes[0].entity?.bytes == Array(row.utf8))
+        #expect(writes[1].entity?.bytes == Array(#"{"prefix":null}"#.utf8))
+        #expect(writes[1].entityName == .branches && writes[1].componentId == "c7" && writes[0].componentId == "NA")
+        #expect(writes[2].isErasure && writes[3].isErasure)
+    }
+
+    @Test(
+        "bad batches are refused naming the element and field",
+        arguments: [
+            ("", "the body must be a JSON array of changes, found nothing"),
+            (#"{"a":1}"#, "the body must be a JSON array of changes, found object"),
+            ("[]", "the batch is empty"),
+            ("[1]", "[0]: expected an object, found number"),
+            (#"[{"entityId":"n1","entity":{}}]"#, "[0].entityName: a string is required"),
+            (
+                #"[{"entityName":"widgets","entityId":"n1","entity":{}}]"#,
+                "[0].entityName: unknown entityName 'widgets'"
+            ),
+            (#"[{"entityName":"notes","entityId":5,"entity":{}}]"#, "[0].entityId: a string is required"),
+            (#"[{"entityName":"notes","entityId":"n1"}]"#, "[0].entity: an object is required (or isErased: 1)"),
+            (#"[{"entityName":"notes","entityId":"n1","entity":[1]}]"#, "[0].entity: expected an object, found array"),
+            (
+                #"[{"entityName":"notes","entityId":"n1","entity":{},"isErased":1}]"#,
+                "[0].entity: an erasure carries no entity"
+            ),
+            (
+                #"[{"entityName":"notes","entityId":"n1","isErased":"yes"}]"#,
+                "[0].isErased: expected 0 or 1, found string"
+            ),
+            (
+                #"[{"entityName":"notes","entityId":"n1","entity":{},"componentId":3}]"#,
+                "[0].componentId: expected a string"
+            ),
+            (#"[{"entityName":"notes","entityId":"n1","entity":{}}] x"#, "unexpected data after the batch"),
+            (#"[{"entityName":"notes","entityId":"n1","entity":{"a":}}]"#, "malformed JSON"),
+        ])
+    func refusesBadBatches(body: String, message: String) {
+        #expect {
+            _ = try LocalWrite.decodeBatch(Array(body.utf8))
+        } throws: { "\($0)".contains(message) }
+    }
+}

@@ -108,24 +108,23 @@ public struct JSONParser: ~Copyable {
         guard depth <= JSONParser.maxDepth else { throw error("nesting deeper than \(JSONParser.maxDepth)") }
     }
 
-    mutating func parseObjectBody() throws(CoreError) -> JSONObject {
-        try enter()
+    /// Visits the members of the object that starts at the position (a `{`), and leaves the
+    /// parser just after it; `body` must consume each value.
+    mutating func objectMembers(_ body: (String, inout JSONParser) throws(CoreError) -> Void) throws(CoreError) {
         position += 1
-        var members: [JSONObject.Member] = []
         skipWhitespace()
         if !atEnd, peek == UInt8(ascii: "}") {
             position += 1
-            depth -= 1
-            return JSONObject(members)
+            return
         }
         while true {
             skipWhitespace()
             guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a member name") }
-            let key = try parseString()
+            let name = try parseString()
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "':'")
             skipWhitespace()
-            members.append(JSONObject.Member(key, try parseValue()))
+            try body(name, &self)
             skipWhitespace()
             guard !atEnd else { throw error("unterminated object") }
             if peek == UInt8(ascii: ",") {
@@ -133,9 +132,18 @@ public struct JSONParser: ~Copyable {
                 continue
             }
             try expect(UInt8(ascii: "}"), "',' or '}'")
-            depth -= 1
-            return JSONObject(members)
+            return
         }
+    }
+
+    mutating func parseObjectBody() throws(CoreError) -> JSONObject {
+        try enter()
+        var members: [JSONObject.Member] = []
+        try objectMembers { key, parser throws(CoreError) in
+            members.append(JSONObject.Member(key, try parser.parseValue()))
+        }
+        depth -= 1
+        return JSONObject(members)
     }
 
     mutating func literal(_ word: StaticString) throws(CoreError) {
