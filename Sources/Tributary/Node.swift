@@ -145,6 +145,10 @@ public final class Node: Sendable {
                 gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
         group.withLock { $0 = serviceGroup }
         try await serviceGroup.run()
+        // A clean stop leaves the indexes at the head: the next start has no overlay to rebuild.
+        let unindexed = store.log.indexStatus.overlayCount
+        try await store.log.flushIndex()
+        logger.info("stopped", metadata: ["log.indexed": "\(unindexed)"])
     }
 
     /// Asks the services to stop gracefully; `run` returns once they have.

@@ -161,12 +161,16 @@ import TributaryTesting
             let port = try await withNode(dataDirectory: dir + "/node") { node throws in
                 let health = try await node.request(.GET, "/healthz")
                 #expect(health.status == 200)
+                try await post(node, notes(0..<3000, prefix: "stop"))
                 return node.port
             }
-            // After shutdown the port no longer answers, and the data directory opens again.
+            // After shutdown the port no longer answers, and the data directory opens again with
+            // its indexes at the head: nothing left to rebuild or index.
             #expect(!isListening(port: port))
             let store = try Store(dataDirectory: dir + "/node", logger: .init(label: "t"))
-            store.close()
+            defer { store.close() }
+            #expect(store.log.head == 3000)
+            #expect(store.log.indexStatus.checkpoint == 3000 && store.log.indexStatus.overlayCount == 0)
         }
     }
 }
