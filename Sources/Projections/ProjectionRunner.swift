@@ -14,6 +14,8 @@ public final class ProjectionRunner: Service, Sendable {
     public let views: ViewStore
     public let projectors: [any Projector]
     let batchSize: Int
+    /// How long the runner lets commits gather once it has caught up, before its next transaction.
+    let gathering: Duration
     let logger: Logger
     private let state = Mutex(State())
     private let lagGauge = Gauge(label: "tributary.views.lag")
@@ -32,12 +34,13 @@ public final class ProjectionRunner: Service, Sendable {
 
     public init(
         log: EntityChangeLog, views: ViewStore, projectors: [any Projector] = StandardProjectors.all,
-        batchSize: Int = 10_000, logger: Logger
+        batchSize: Int = 10_000, gathering: Duration = .milliseconds(20), logger: Logger
     ) {
         self.log = log
         self.views = views
         self.projectors = projectors
         self.batchSize = batchSize
+        self.gathering = gathering
         self.logger = logger
     }
 
@@ -236,6 +239,11 @@ public final class ProjectionRunner: Service, Sendable {
                     .cancelOnGracefulShutdown()
                 {
                     try await apply(page)
+                    // Caught up: one transaction per commit would rewrite the same index and
+                    // table pages a thousand times a second under a steady writer, and that
+                    // write-back delays the log's fsyncs. Letting commits gather costs the views
+                    // this much lag.
+                    if page.count < batchSize { try await Task.sleep(for: gathering) }
                 }
                 return
             } catch is CancellationError {

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Projections
 import Sync
+import Synchronization
 import Testing
 import Tributary
 import TributaryCore
@@ -190,5 +191,56 @@ extension Array {
         var result: [T] = []
         for element in self { result.append(try await transform(element)) }
         return result
+    }
+}
+
+private final class Counter: Sendable {
+    let value = Mutex(0)
+}
+
+/// A view that only counts the transactions it is applied in.
+private struct CountingProjector: Projector {
+    let name = "counting"
+    let schemaVersion = 1
+    let tables = [ViewTable("counting", key: ["n"])]
+    let calls = Counter()
+
+    func createTables(_ db: Database) throws { try db.execute(sql: "CREATE TABLE counting (n INTEGER)") }
+    func createIndexes(_ db: Database) throws {}
+    func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws { calls.value.withLock { $0 += 1 } }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct GatheringTests {
+    /// Once caught up, the runner lets commits gather before its next transaction: 19 commits
+    /// made while it waits are projected together, not one transaction each, and every change
+    /// still arrives.
+    @Test func commitsThatArriveWhileTheRunnerWaitsShareOneTransaction() async throws {
+        try await withStore { store, _ in
+            let counting = CountingProjector()
+            let gathering = Duration.seconds(2)
+            let runner = ProjectionRunner(
+                log: store.log, views: store.views!, projectors: [counting], gathering: gathering, logger: logger)
+            try await runner.prepare()
+            let records = SampleEvents(seed: 25).records(20)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                _ = try await store.applier.applyRemote([records[0]], from: .recordInstance)
+                try await runner.waitFor(1, timeout: .seconds(20))
+                // The runner has applied the first commit and is now waiting.
+                let started = ContinuousClock.now
+                for record in records.dropFirst() {
+                    _ = try await store.applier.applyRemote([record], from: .recordInstance)
+                }
+                let elapsed = ContinuousClock.now - started
+                try await runner.waitFor(20, timeout: .seconds(20))
+                group.cancelAll()
+                // One for the first commit, one per gathering period the other 19 spread over (a
+                // loaded machine may take longer than one), and one for a period cut short.
+                let transactions = counting.calls.value.withLock { $0 }
+                let bound = 2 + Int(elapsed / gathering) + 1
+                #expect(transactions <= bound, "\(transactions) transactions for 20 commits in \(elapsed)")
+            }
+            #expect(runner.checkpoints["counting"] == 20)
+        }
     }
 }
