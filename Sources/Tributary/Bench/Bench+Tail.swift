@@ -79,6 +79,12 @@ extension Bench {
                 // Everything committed is on its way; a subscriber that has not got it in 30 s is not complete.
                 try? await waitUntil(seconds: 30) { subscribers.allSatisfy(\.isDone) }
                 group.cancelAll()
+                let shortfalls = subscribers.compactMap(\.shortfall)
+                if let first = shortfalls.first {
+                    logger.warning(
+                        "W3 subscribers incomplete",
+                        metadata: ["bench.incomplete": "\(shortfalls.count)", "bench.first": "\(first)"])
+                }
                 var latencies = subscribers.flatMap(\.latencies)
                 latencies.sort()
                 func ms(_ p: Double) -> String {
@@ -148,6 +154,8 @@ final class TailSubscriber: Sendable {
         var ready = false
         var next: UInt64 = 1
         var inOrder = true
+        /// The first id that broke the order, and the one expected then.
+        var firstBreak: (expected: UInt64, got: UInt64)?
         var warmupEnd = UInt64.max
         var latencies: [UInt64] = []
     }
@@ -165,6 +173,14 @@ final class TailSubscriber: Sendable {
     /// Every event, in order, once.
     var isComplete: Bool { state.withLock { $0.inOrder && $0.next == UInt64(expected) + 1 } }
     var latencies: [UInt64] { state.withLock { $0.latencies } }
+    /// Why the subscriber is not complete, if it is not.
+    var shortfall: String? {
+        state.withLock { s in
+            if let b = s.firstBreak { return "expected id \(b.expected), got \(b.got)" }
+            if s.next <= UInt64(expected) { return "stopped at id \(s.next - 1) of \(expected)" }
+            return nil
+        }
+    }
 
     func warmupEnds(at nanoseconds: UInt64) { state.withLock { $0.warmupEnd = nanoseconds } }
 
@@ -187,7 +203,10 @@ final class TailSubscriber: Sendable {
                 let done = self.state.withLock { s -> Bool in
                     if caughtUp { s.ready = true }
                     for (id, stamp) in events {
-                        if id != s.next { s.inOrder = false }
+                        if id != s.next, s.inOrder {
+                            s.inOrder = false
+                            s.firstBreak = (s.next, id)
+                        }
                         s.next = id + 1
                         if stamp >= s.warmupEnd { s.latencies.append(arrived &- stamp) }
                     }
