@@ -230,11 +230,11 @@ public final class ProjectionRunner: Service, Sendable {
     /// but the node goes on serving and writing its log, and the views catch up once the cause is
     /// gone.
     public func run() async throws {
-        var delay = Duration.seconds(1)
+        var backoff = Backoff(cap: .seconds(30))
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await catchUp()
-                delay = .seconds(1)
+                backoff.reset()
                 for try await page in log.tail(after: minimumCheckpoint, pageSize: batchSize)
                     .cancelOnGracefulShutdown()
                 {
@@ -251,16 +251,15 @@ public final class ProjectionRunner: Service, Sendable {
             } catch let error as EventLogError where error.code == .closed {
                 return
             } catch {
+                let wait = backoff.next()
                 logger.error(
                     "projecting the views failed; retrying",
-                    metadata: ["error": "\(error)", "views.retryIn": "\(delay)"])
-                let wait = delay
+                    metadata: ["error": "\(error)", "views.retryIn": "\(wait)"])
                 do {
                     try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
                 } catch {
                     return
                 }
-                delay = min(delay * 2, .seconds(30))
             }
         }
     }

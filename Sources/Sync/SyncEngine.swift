@@ -145,7 +145,7 @@ public final class SyncEngine: Service, Sendable {
 
     /// Every interval and soon after local writes; retries failures with backoff.
     public func run() async throws {
-        var backoff = Backoff()
+        var backoff = Backoff(cap: .seconds(60), jitter: 0.75...1.25)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let outcome = await syncOnce()
             let delay: Duration
@@ -434,19 +434,4 @@ public final class SyncEngine: Service, Sendable {
         }
         return bytes
     }
-}
-
-/// Capped exponential backoff with jitter: 1 s, 2 s, 4 s … up to 60 s, each ±25 %.
-struct Backoff {
-    var attempt = 0
-    let base: Double = 1
-    let cap: Double = 60
-
-    mutating func next() -> Duration {
-        let exponential = min(cap, base * pow(2, Double(attempt)))
-        attempt += 1
-        return .milliseconds(Int(exponential * Double.random(in: 0.75...1.25) * 1000))
-    }
-
-    mutating func reset() { attempt = 0 }
 }
