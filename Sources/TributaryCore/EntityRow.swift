@@ -1,5 +1,3 @@
-import Glibc
-
 /// An entity's row as a JSON object, kept as its compact JSON bytes.
 ///
 /// Rows are stored and re-sent verbatim, unknown columns included (newer Trilium schemas add
@@ -57,21 +55,48 @@ public struct EntityRow: Sendable, Hashable {
     /// The value of the top-level member `key` (the last one if the name repeats, as
     /// JavaScript's `JSON.parse` reads it), parsing only that member.
     public func value(forKey key: String) -> JSONValue? {
-        values(forKeys: [Array(key.utf8)])[0]
+        var key = key
+        var found: JSONValue?
+        let complete = key.withUTF8 { wanted in
+            forEachMember { name, parser throws(CoreError) in
+                guard name.elementsEqual(UnsafeRawBufferPointer(wanted)) else { return false }
+                found = try parser.parseValue()
+                return true
+            }
+        }
+        return complete ? found : nil
     }
 
     /// The values of the top-level members named `keys` (UTF-8), in one pass over the row,
     /// parsing only those members; the last one counts if a name repeats, and a key listed twice
-    /// gets the value twice. Names with escapes never match; Trilium's column names have none.
+    /// gets the value twice.
     func values(forKeys keys: [[UInt8]]) -> [JSONValue?] {
         var found = [JSONValue?](repeating: nil, count: keys.count)
+        let complete = forEachMember { name, parser throws(CoreError) in
+            var value: JSONValue?
+            for (i, key) in keys.enumerated() where key.count == name.count && key.elementsEqual(name) {
+                if value == nil { value = try parser.parseValue() }
+                found[i] = value
+            }
+            return value != nil
+        }
+        return complete ? found : [JSONValue?](repeating: nil, count: keys.count)
+    }
+
+    /// Walks the top-level members in order, handing `body` each name's bytes and the parser at
+    /// its value; `body` parses the value and returns true, or returns false to have it skipped.
+    /// Names with escapes are handed over as written; Trilium's column names have none. False if
+    /// the row could not be read to its end.
+    private func forEachMember(
+        _ body: (UnsafeRawBufferPointer, inout JSONParser) throws(CoreError) -> Bool
+    ) -> Bool {
         bytes.withUnsafeBytes { raw in
             var parser = JSONParser(raw)
-            guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return }
+            guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return false }
             parser.position += 1
-            do {
+            do throws(CoreError) {
                 parser.skipWhitespace()
-                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return }
+                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return true }
                 while true {
                     parser.skipWhitespace()
                     let nameStart = parser.position + 1
@@ -80,25 +105,15 @@ public struct EntityRow: Sendable, Hashable {
                     parser.skipWhitespace()
                     try parser.expect(UInt8(ascii: ":"), "':'")
                     parser.skipWhitespace()
-                    var value: JSONValue?
-                    for (i, key) in keys.enumerated() where key.count == name.count {
-                        let equal = key.withUnsafeBytes {
-                            name.count == 0 || memcmp(name.baseAddress!, $0.baseAddress!, name.count) == 0
-                        }
-                        guard equal else { continue }
-                        if value == nil { value = try parser.parseValue() }
-                        found[i] = value
-                    }
-                    if value == nil { try parser.skipValue() }
+                    if try !body(name, &parser) { try parser.skipValue() }
                     parser.skipWhitespace()
-                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return }
+                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return true }
                     parser.position += 1
                 }
             } catch {
-                found = [JSONValue?](repeating: nil, count: keys.count)
+                return false
             }
         }
-        return found
     }
 
     /// The row with a member `key` put first; for a key the row does not have.
