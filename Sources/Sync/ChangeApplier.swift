@@ -163,10 +163,9 @@ public struct ChangeApplier: Sendable {
             // Member names are matched as bytes below; rewritten once, none has an escape that
             // JSON.parse, and so Trilium, would read as a column name.
             if given.bytes.contains(UInt8(ascii: "\\")) { given = EntityRow(try given.object()) }
-            row = given
             if let primaryKey = write.entityName.primaryKey {
                 switch given.value(forKey: primaryKey) {
-                case nil: row = given.adding(primaryKey, .string(write.entityId))
+                case nil: given = given.adding(primaryKey, .string(write.entityId))
                 case .string(let id)? where id == write.entityId: break
                 case .string?:
                     throw CoreError(
@@ -176,7 +175,8 @@ public struct ChangeApplier: Sendable {
                         .wrongType, "expected a string, found \(other.typeName)", field: "entity.\(primaryKey)")
                 }
             }
-            hash = try ContentHash.entityHash(write.entityName, row: row!)
+            hash = try ContentHash.entityHash(write.entityName, row: given)
+            row = given
         } else if write.entityName == .noteReordering {
             throw CoreError(.invalidValue, "note_reordering cannot be erased", field: "isErased")
         }

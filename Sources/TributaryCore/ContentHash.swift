@@ -11,7 +11,7 @@ public enum ContentHash {
     public static func sha1Base64(_ text: String) -> String {
         var hasher = Insecure.SHA1()
         var text = text
-        text.withUTF8 { bytes in normalizing(bytes) { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) } }
+        text.withUTF8 { hasher.updateNFC($0) }
         return Data(hasher.finalize()).base64EncodedString()
     }
 
@@ -175,11 +175,9 @@ public enum ContentHash {
     private static func blobHash(blobId: String, utf8 content: UnsafeBufferPointer<UInt8>) -> String {
         var hasher = Insecure.SHA1()
         // An ASCII "|" never combines with what precedes it, so the parts normalize apart.
-        for part in [blobId, "|"] {
-            var part = part
-            part.withUTF8 { bytes in normalizing(bytes) { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) } }
-        }
-        normalizing(content) { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        var prefix = blobId + "|"
+        prefix.withUTF8 { hasher.updateNFC($0) }
+        hasher.updateNFC(content)
         return Data(hasher.finalize()).base64EncodedString()
     }
 
@@ -354,5 +352,12 @@ extension JSONValue {
         case .string(let s): !s.isEmpty
         case .array, .object: true
         }
+    }
+}
+
+extension Insecure.SHA1 {
+    /// Feeds the NFC form of the well-formed UTF-8 `bytes`, as it is normalized.
+    mutating func updateNFC(_ bytes: UnsafeBufferPointer<UInt8>) {
+        ContentHash.normalizing(bytes) { update(bufferPointer: UnsafeRawBufferPointer($0)) }
     }
 }

@@ -50,7 +50,6 @@ public struct LocalWrite: Sendable, Hashable {
         var componentId = "NA"
         var erased = false
         var row: EntityRow?
-        var hasRow = false
         try parser.objectMembers { member, parser throws(CoreError) in
             switch member {
             case "entityName": name = try parser.parseValue()
@@ -69,7 +68,6 @@ public struct LocalWrite: Sendable, Hashable {
                 }
             case "entity":
                 row = try parser.entityRow()
-                hasRow = row != nil
             default:
                 try parser.skipValue()
             }
@@ -83,7 +81,7 @@ public struct LocalWrite: Sendable, Hashable {
         guard case .string(let id)? = entityId else {
             throw CoreError(.missingField, "a string is required", field: "entityId")
         }
-        switch (hasRow, erased) {
+        switch (row != nil, erased) {
         case (true, true): throw CoreError(.invalidValue, "an erasure carries no entity", field: "entity")
         case (false, false):
             throw CoreError(.missingField, "an object is required (or isErased: 1)", field: "entity")
