@@ -35,15 +35,31 @@ extension RunningNode {
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 public func isListening(port: Int) -> Bool {
+    guard let fd = connectToLoopback(port: port) else { return false }
+    close(fd)
+    return true
+}
+
+/// A TCP socket connected to 127.0.0.1:`port`, `configure` applied to it before connecting; nil
+/// (with `errno` saying why) if it cannot be made or nothing accepts there.
+public func connectToLoopback(port: Int, configure: (Int32) -> Void = { _ in }) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
+    guard fd >= 0 else { return nil }
+    configure(fd)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
+    let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
         }
     }
+    guard connected else {
+        let why = errno
+        close(fd)
+        errno = why
+        return nil
+    }
+    return fd
 }

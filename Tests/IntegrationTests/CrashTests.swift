@@ -280,20 +280,17 @@ import TributaryTesting
 /// A disk that fills up mid-import: a 4 MB tmpfs mounted in a private mount namespace of a child
 /// shell (`unshare -m`, root only), so nothing outside the test sees it.
 @Suite(.timeLimit(.minutes(2))) struct DiskFullTests {
-    static let canMountTmpfs: Bool = {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-mount-probe").path
+    /// Whether this process may mount a tmpfs in a private mount namespace (root only).
+    static let canMountTmpfs: ConditionTrait = .enabled("needs root to mount a tmpfs in a private mount namespace") {
+        // One directory per probe: each test evaluates its own, possibly at the same time.
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tributary-mount-probe-\(UUID().uuidString)").path
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        probe.arguments = ["-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs '\(directory)'"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0
-    }()
+        return try await runInMountNamespace("mount -t tmpfs -o size=1m tmpfs '\(directory)'") == 0
+    }
 
-    @Test(.enabled(if: canMountTmpfs, "needs root to mount a tmpfs in a private mount namespace"))
+    @Test(canMountTmpfs)
     func aFullDiskStopsTheImportClearlyAndKeepsWhatWasAcknowledged() async throws {
         try await withTemporaryDirectory { dir in
             // ~6 MB of records for 4 MB of disk.
@@ -327,7 +324,7 @@ import TributaryTesting
 extension DiskFullTests {
     /// A running server whose log's disk fills answers 507 with what to do (not a bare 500), and
     /// takes writes again once space is freed, without a restart.
-    @Test(.enabled(if: canMountTmpfs, "needs root to mount a tmpfs in a private mount namespace"))
+    @Test(canMountTmpfs)
     func aServerWithAFullDiskAnswers507AndRecoversWhenSpaceIsFreed() async throws {
         try await withTemporaryDirectory { dir in
             let data = dir + "/data"
@@ -363,7 +360,7 @@ extension DiskFullTests {
     /// The views' disk fills while the log's does not: the node stays up and takes writes, the views
     /// fall behind (and say so), and they catch up by themselves once space is freed. (Before, the
     /// projector's failure stopped the whole node.)
-    @Test(.enabled(if: canMountTmpfs, "needs root to mount a tmpfs in a private mount namespace"))
+    @Test(canMountTmpfs)
     func aFullDiskUnderTheViewsLeavesTheNodeUpAndTheViewsCatchUpLater() async throws {
         try await withTemporaryDirectory { dir in
             let data = dir + "/data"
