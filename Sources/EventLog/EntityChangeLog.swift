@@ -21,11 +21,13 @@ public final class EntityChangeLog: Sendable {
         public var fsync = true
         /// Most unindexed changes held in the overlay; at this bound writers wait for the indexer.
         public var overlayLimit = 2_000_000
-        /// Changes per index batch.
+        /// Changes per index batch when the indexes must catch up at once (`flushIndex`, or the
+        /// overlay at its bound).
         public var indexBatchSize = 100_000
-        /// Changes per index batch while the log is idle: smaller, so a write that arrives during
-        /// one waits 40-120 ms (measured at 16k-300k changes), not the half second of a full batch.
-        public var idleIndexBatchSize = 16_384
+        /// Changes per index batch run between writes (the log idle, or the overlay past half its
+        /// bound): smaller, so a write that arrives during one waits 40-120 ms (measured at
+        /// 16k-300k changes), not the half second of a full batch.
+        public var stepIndexBatchSize = 16_384
         /// The indexer runs once no commit has happened for this long (or the overlay is half full).
         public var indexIdleDelay: Duration = .milliseconds(100)
         /// Open for reading only (another process may be writing).
@@ -490,8 +492,8 @@ public final class EntityChangeLog: Sendable {
         }
         commitGroup(jobs)
         // The writers are acknowledged; fold their entries while they prepare the next write.
-        overlay.withLock { $0.foldRecent() }
-        afterCommit()
+        let added = overlay.withLock { $0.foldRecent() }
+        afterCommit(added: added)
     }
 
     private func commitGroup(_ jobs: [WriteJob]) {
@@ -577,8 +579,13 @@ public final class EntityChangeLog: Sendable {
 
     // MARK: - Indexing
 
-    /// Writer queue: after a commit, index now if the overlay is half full, else once idle.
-    private func afterCommit() {
+    /// Writer queue: after a commit that added `added` changes, index a step now if the overlay
+    /// is half full, else once idle.
+    ///
+    /// Past half the bound every commit indexes a step, at least twice what it added so the
+    /// overlay shrinks: a steady writer pays a short pause per commit instead of the half-second
+    /// stall of a full batch every hundred commits.
+    private func afterCommit(added: Int) {
         let count = overlay.withLock { $0.count }
         unindexedGauge.record(Double(count))
         let now = monotonicNanos()
@@ -590,7 +597,9 @@ public final class EntityChangeLog: Sendable {
             return true
         }
         if count >= configuration.overlayLimit / 2 {
-            do { try indexBatch() } catch { logger.error("index batch failed", metadata: ["error": "\(error)"]) }
+            do { try indexBatch(limit: max(configuration.stepIndexBatchSize, 2 * added)) } catch {
+                logger.error("index batch failed", metadata: ["error": "\(error)"])
+            }
         }
         if scheduleTimer { scheduleIdleIndexing(after: configuration.indexIdleDelay) }
     }
@@ -614,7 +623,7 @@ public final class EntityChangeLog: Sendable {
             return
         }
         do {
-            try indexBatch(limit: configuration.idleIndexBatchSize)
+            try indexBatch(limit: configuration.stepIndexBatchSize)
         } catch {
             logger.error("index batch failed", metadata: ["error": "\(error)"])
         }

@@ -45,8 +45,9 @@ struct IndexOverlay {
         return current.merging(recent.current) { _, new in new }
     }
 
-    mutating func foldRecent() {
-        guard let r = recent else { return }
+    /// Moves the last commit's entries into the maps; returns how many changes it held.
+    mutating func foldRecent() -> Int {
+        guard let r = recent else { return 0 }
         recent = nil
         growIfNeeded(adding: r.items.count)
         current.merge(r.current) { _, new in new }
@@ -56,6 +57,7 @@ struct IndexOverlay {
             queue.append((id, item.key, item.changeId))
             id = id.next
         }
+        return r.items.count
     }
 
     /// The most entries the overlay is expected to hold (the indexer drains it beyond this).

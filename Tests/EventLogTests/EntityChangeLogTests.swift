@@ -67,25 +67,12 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
     @Test func lookupsStayExactWhileTheIndexerLags() async throws {
         try await withTemporaryDirectory { dir in
             let records = SampleEvents().records(3000)
-            func expectExact(_ log: EntityChangeLog) throws {
-                for (i, r) in records.enumerated() where i % 7 == 0 {
-                    let id = EntityChangeID(UInt64(i + 1))
-                    #expect(try log.entityChangeID(forChangeId: r.change.changeId) == id)
-                    let entry = try #require(try log.current(r.change.key))
-                    #expect(entry.id == id)
-                    #expect(entry.hash == r.change.hash)
-                    #expect(entry.isErased == r.change.isErased)
-                    #expect(entry.utcDateChanged == r.change.utcDateChanged)
-                }
-                #expect(try log.entityChangeID(forChangeId: "notThereAtAll") == nil)
-                #expect(try log.current(EntityKey(.notes, "missing")) == nil)
-            }
             do {
                 let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600) }
                 _ = try await log.append(records)
                 #expect(log.indexStatus.overlayCount == 3000)
                 #expect(log.indexStatus.checkpoint == .zero)
-                try expectExact(log)
+                try expectLookupsExact(log, records)
                 log.close()  // no index batch ran: the on-disk indexes are empty
             }
             do {
@@ -93,17 +80,17 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
                     $0.indexIdleDelay = .seconds(3600); $0.indexBatchSize = 1000
                 }
                 #expect(log.indexStatus.overlayCount == 3000)
-                try expectExact(log)
+                try expectLookupsExact(log, records)
                 try await log.flushIndex()
                 #expect(log.indexStatus.checkpoint == 3000)
                 #expect(log.indexStatus.overlayCount == 0)
-                try expectExact(log)
+                try expectLookupsExact(log, records)
                 log.close()
             }
             let log = try openLog(dir)
             defer { log.close() }
             #expect(log.indexStatus.overlayCount == 0)
-            try expectExact(log)
+            try expectLookupsExact(log, records)
         }
     }
 
@@ -154,6 +141,32 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
             }
             #expect(log.indexStatus.checkpoint == 2000)
             #expect(log.indexStatus.overlayCount == 0)
+        }
+    }
+
+    /// Past half the overlay bound a steady writer pays one step of indexing per commit, and the
+    /// overlay hovers there, instead of one full batch emptying it now and then.
+    @Test func pastHalfTheBoundEachCommitIndexesAStep() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir) {
+                $0.indexIdleDelay = .seconds(3600); $0.overlayLimit = 4000; $0.stepIndexBatchSize = 300
+            }
+            defer { log.close() }
+            let records = SampleEvents().records(6000)
+            var checkpoints: [UInt64] = []
+            for start in stride(from: 0, to: records.count, by: 100) {
+                _ = try await log.append(Array(records[start..<(start + 100)]))
+                let status = log.indexStatus
+                #expect(status.overlayCount <= 2000, "at \(start + 100): \(status.overlayCount) unindexed")
+                if status.checkpoint != (checkpoints.last.map { EntityChangeID($0) } ?? .zero) {
+                    checkpoints.append(status.checkpoint.rawValue)
+                }
+            }
+            // The first step runs when 2000 are unindexed; each one indexes 300 of them.
+            #expect(checkpoints.first == 300)
+            #expect(zip(checkpoints, checkpoints.dropFirst()).allSatisfy { $1 - $0 == 300 })
+            #expect(log.indexStatus.overlayCount >= 1700)
+            try expectLookupsExact(log, records)
         }
     }
 
@@ -270,4 +283,20 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
             await #expect(throws: CancellationError.self) { try await waiter.value }
         }
     }
+}
+
+/// Every lookup of the overlay or the on-disk indexes finds what `records` (appended from id 1,
+/// each entity once) wrote.
+private func expectLookupsExact(_ log: EntityChangeLog, _ records: [ChangeRecord]) throws {
+    for (i, r) in records.enumerated() where i % 7 == 0 {
+        let id = EntityChangeID(UInt64(i + 1))
+        #expect(try log.entityChangeID(forChangeId: r.change.changeId) == id)
+        let entry = try #require(try log.current(r.change.key))
+        #expect(entry.id == id)
+        #expect(entry.hash == r.change.hash)
+        #expect(entry.isErased == r.change.isErased)
+        #expect(entry.utcDateChanged == r.change.utcDateChanged)
+    }
+    #expect(try log.entityChangeID(forChangeId: "notThereAtAll") == nil)
+    #expect(try log.current(EntityKey(.notes, "missing")) == nil)
 }
