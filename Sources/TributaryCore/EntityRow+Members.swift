@@ -36,7 +36,7 @@ extension EntityRow {
                 if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return .success(()) }
                 while true {
                     parser.skipWhitespace()
-                    let name = try parser.readString()
+                    let name = try parser.readTrustedString()
                     parser.skipWhitespace()
                     try parser.expect(UInt8(ascii: ":"), "':'")
                     parser.skipWhitespace()
@@ -47,16 +47,16 @@ extension EntityRow {
                     switch parser.peek {
                     case UInt8(ascii: "\""):
                         kind = .string
-                        text = try parser.readString()
+                        text = try parser.readTrustedString()
                     case UInt8(ascii: "{"), UInt8(ascii: "["):
                         kind = .container
-                        try parser.skipValue()
+                        parser.skipTrustedValue()
                     case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
                         kind = parser.peek == UInt8(ascii: "n") ? .null : .bool(parser.peek == UInt8(ascii: "t"))
-                        try parser.skipValue()
+                        parser.skipTrustedValue()
                     default:
                         kind = .number
-                        try parser.scanNumber()
+                        parser.skipTrustedValue()
                     }
                     let value = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
                     let outcome: Result<Void, E> = name.withBytes(in: raw) { nameBytes in
@@ -94,18 +94,5 @@ extension JSONParser {
             case .decoded(let bytes): return bytes.withUnsafeBytes(body)
             }
         }
-    }
-
-    /// Moves past the string at the current position and returns its content.
-    mutating func readString() throws(CoreError) -> StringContent {
-        guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a string") }
-        let start = position
-        try skipString()
-        let range = (start + 1)..<(position - 1)
-        if UnsafeRawBufferPointer(rebasing: bytes[range]).firstIndex(of: UInt8(ascii: "\\")) == nil {
-            return .slice(range)
-        }
-        position = start
-        return .decoded(Array(try parseString().utf8))
     }
 }

@@ -100,12 +100,12 @@ public struct EntityRow: Sendable, Hashable {
                 while true {
                     parser.skipWhitespace()
                     let nameStart = parser.position + 1
-                    try parser.skipString()
+                    _ = parser.skipTrustedString()
                     let name = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(parser.position - 1)])
                     parser.skipWhitespace()
                     try parser.expect(UInt8(ascii: ":"), "':'")
                     parser.skipWhitespace()
-                    if try !body(name, &parser) { try parser.skipValue() }
+                    if try !body(name, &parser) { parser.skipTrustedValue() }
                     parser.skipWhitespace()
                     guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return true }
                     parser.position += 1

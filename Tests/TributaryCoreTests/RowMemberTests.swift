@@ -35,6 +35,28 @@ import TributaryCore
         #expect(seen.map(\.2) == ["aé\n", "b", "c"])
     }
 
+    /// The walk skips members without validating them again (the row is valid by construction),
+    /// finding each string's end by its quote: escaped quotes and backslashes before a closing
+    /// quote, and brackets or quotes inside nested strings, must not end a member early.
+    @Test func skippedMembersEndWhereTheirJSONEnds() throws {
+        let tricky = [
+            #""a\\""#, #""\\\"""#, #""\"}\"]""#, #""x\\\\""#, #"{"k":"}","l":["]","\"",{"m":"\\"}]}"#,
+            #"[[],{},"[{",-0.5e-3,true,null]"#, #""é\u00e9\n""#, #""""#, "12", "false",
+        ]
+        for value in tricky {
+            let json =
+                #"{"before":"#
+                + value + #","noteId":"n1","after":"#
+                + value + "}"
+            let row = try EntityRow(validating: Array(json.utf8))
+            #expect(row.value(forKey: "noteId") == .string("n1"), "after \(value)")
+            #expect(row.value(forKey: "after") == (try JSONParser.parse(Array(value.utf8))), "\(value)")
+            let seen = try members(json)
+            #expect(seen.map(\.0) == ["before", "noteId", "after"], "\(value)")
+            #expect(seen.map(\.3) == [value, #""n1""#, value])
+        }
+    }
+
     @Test func anEmptyRowHasNoMembers() throws {
         #expect(try members("{}").isEmpty)
     }
