@@ -98,6 +98,8 @@ public final class ProjectionRunner: Service, Sendable {
         async throws
     {
         let target = log.head
+        let clock = ContinuousClock()
+        let started = clock.now
         let reports = BuildProgress(count: selected.count, target: target, report: progress)
         let scratch = selected.map { views.scratchPath(for: $0.name) }
         for path in scratch { ViewStore.removeScratch(path) }
@@ -110,6 +112,7 @@ public final class ProjectionRunner: Service, Sendable {
             }
             try await group.waitForAll()
         }
+        let built = clock.now
         try await views.pool.writeWithoutTransaction { db in
             // ATTACH is refused inside a transaction.
             for (i, path) in scratch.enumerated() {
@@ -134,6 +137,7 @@ public final class ProjectionRunner: Service, Sendable {
                 return .commit
             }
         }
+        let copied = clock.now
         state.withLock { s in
             for projector in selected { s.checkpoints[projector.name] = target }
         }
@@ -143,6 +147,13 @@ public final class ProjectionRunner: Service, Sendable {
         try await views.pool.writeWithoutTransaction { db in
             _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
+        logger.debug(
+            "views rebuilt",
+            metadata: [
+                "views.rebuild.built": "\(started.duration(to: built))",
+                "views.rebuild.copied": "\(built.duration(to: copied))",
+                "views.rebuild.checkpointed": "\(copied.duration(to: clock.now))",
+            ])
         publish()
     }
 
@@ -179,17 +190,25 @@ public final class ProjectionRunner: Service, Sendable {
         let log = self.log
         let batchSize = self.batchSize
         let queue = try DatabaseQueue(path: path, configuration: configuration)
-        try await queue.write { db in
+        let clock = ContinuousClock()
+        let started = clock.now
+        let rowsLoaded = try await queue.write { db in
             try Self.load(projector, from: log, upTo: target, batchSize: batchSize, into: db, progress: progress)
         }
         try queue.close()
+        logger.debug(
+            "view built aside",
+            metadata: [
+                "views.view": "\(projector.name)", "views.rebuild.rows": "\(started.duration(to: rowsLoaded))",
+                "views.rebuild.indexed": "\(rowsLoaded.duration(to: clock.now))",
+            ])
     }
 
     /// Creates a view's tables and loads them from the log up to `target`, then indexes them.
     private static func load(
         _ projector: any Projector, from log: EntityChangeLog, upTo target: EntityChangeID, batchSize: Int,
         into db: Database, progress: (EntityChangeID) -> Void
-    ) throws {
+    ) throws -> ContinuousClock.Instant {
         try projector.createTables(db)
         var rows: [EntityKey: Int64] = [:]
         rows.reserveCapacity(Int(min(target.rawValue, 1 << 22)))
@@ -201,7 +220,9 @@ public final class ProjectionRunner: Service, Sendable {
             cursor = last
             progress(cursor)
         }
+        let rowsLoaded = ContinuousClock.now
         try projector.createIndexes(db)
+        return rowsLoaded
     }
 
     /// Projects everything up to the log head as of the call.
