@@ -41,6 +41,7 @@ let package = Package(
             providers: [.apt(["liblmdb-dev"])]
         ),
         .target(name: "CCRC32C"),
+        .target(name: "CSQLiteSettings"),
         .target(
             name: "TributaryCore",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
@@ -58,7 +59,7 @@ let package = Package(
         .target(
             name: "Projections",
             dependencies: [
-                "TributaryCore", "EventLog",
+                "TributaryCore", "EventLog", "CSQLiteSettings",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -19,6 +19,13 @@ public final class Store: Sendable {
     public let projections: ProjectionRunner?
     let logger: Logger
 
+    /// Settings for the whole process, applied by an executable at its start (see
+    /// `ViewStore.configureProcess`); false if it came too late to apply.
+    @discardableResult
+    public static func configureProcess() -> Bool {
+        ViewStore.configureProcess()
+    }
+
     public enum Durability: String, Sendable, CaseIterable {
         /// Every commit is fsynced before it is acknowledged (default).
         case fsync

@@ -23,6 +23,9 @@ struct TributaryCommand: AsyncParsableCommand {
             handler.logLevel = logLevelFromEnvironment()
             return handler
         }
+        if !Store.configureProcess() {
+            Logger(label: "tributary").warning("SQLite was in use before its settings could be applied")
+        }
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {

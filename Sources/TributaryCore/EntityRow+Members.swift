@@ -22,25 +22,26 @@ public struct RowMember {
 extension EntityRow {
     /// Calls `body` with each top-level member's name (escapes resolved) and value, in order.
     /// A repeated name comes once per occurrence; the caller keeps the last, as `JSON.parse` does.
-    public func forEachMember<E: Error>(_ body: (_ name: UnsafeRawBufferPointer, _ value: RowMember) throws(E) -> Void)
-        throws(E)
-    {
-        let walked: Result<Void, E> = bytes.withUnsafeBytes { raw in
+    ///
+    /// Not generic over a thrown error on purpose: called from other modules for every projected
+    /// row, a generic walker was not specialized there and instantiated its metadata per call.
+    public func forEachMember(_ body: (_ name: UnsafeRawBufferPointer, _ value: RowMember) -> Void) {
+        bytes.withUnsafeBytes { raw in
             var parser = JSONParser(raw)
             // A stored row is one compact, valid JSON object (checked when written, checksummed
             // since); a parse failure ends the walk rather than being reported.
             do {
-                guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return .success(()) }
+                guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return }
                 parser.position += 1
                 parser.skipWhitespace()
-                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return .success(()) }
+                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return }
                 while true {
                     parser.skipWhitespace()
                     let name = try parser.readTrustedString()
                     parser.skipWhitespace()
                     try parser.expect(UInt8(ascii: ":"), "':'")
                     parser.skipWhitespace()
-                    guard !parser.atEnd else { return .success(()) }
+                    guard !parser.atEnd else { return }
                     let start = parser.position
                     let kind: RowMember.Kind
                     var text: JSONParser.StringContent?
@@ -59,26 +60,19 @@ extension EntityRow {
                         parser.skipTrustedValue()
                     }
                     let value = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
-                    let outcome: Result<Void, E> = name.withBytes(in: raw) { nameBytes in
+                    name.withBytes(in: raw) { nameBytes in
                         (text ?? .slice(start..<parser.position)).withBytes(in: raw) { textBytes in
-                            do throws(E) {
-                                try body(nameBytes, RowMember(kind: kind, raw: value, text: textBytes))
-                                return .success(())
-                            } catch {
-                                return .failure(error)
-                            }
+                            body(nameBytes, RowMember(kind: kind, raw: value, text: textBytes))
                         }
                     }
-                    if case .failure = outcome { return outcome }
                     parser.skipWhitespace()
-                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return .success(()) }
+                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return }
                     parser.position += 1
                 }
             } catch {
-                return .success(())
+                return
             }
         }
-        try walked.get()
     }
 }
 
