@@ -23,7 +23,9 @@ struct TributaryCommand: AsyncParsableCommand {
             handler.logLevel = logLevelFromEnvironment()
             return handler
         }
-        if !Store.configureProcess() {
+        if Store.configureProcess() {
+            Logger(label: "tributary").debug("SQLite settings applied (memory statistics off)")
+        } else {
             Logger(label: "tributary").warning("SQLite was in use before its settings could be applied")
         }
         do {

@@ -116,6 +116,23 @@ import TributaryTesting
         }
     }
 
+    /// The executable applies its SQLite settings before anything opens a database, and a
+    /// rebuild logs its phases at debug level.
+    @Test func rebuildAppliesSQLiteSettingsAndLogsItsPhases() async throws {
+        try await withTemporaryDirectory { dir in
+            let input = try writeJSONLines(SampleEvents(seed: 9).records(300), to: dir + "/in.jsonl")
+            _ = try await runTributary(["import", "--data", dir + "/data", input])
+            let rebuild = try await runTributary(
+                ["rebuild", "--data", dir + "/data"], environment: ["TRIBUTARY_LOG_LEVEL": "debug"])
+            #expect(rebuild.exitCode == 0, "\(rebuild.standardError)")
+            let log = rebuild.standardError
+            #expect(log.contains("SQLite settings applied (memory statistics off)"), "\(log)")
+            #expect(!log.contains("SQLite was in use"))
+            #expect(log.components(separatedBy: "view built aside").count == 3, "\(log)")
+            #expect(log.contains("views.rebuild.copied="), "\(log)")
+        }
+    }
+
     /// Views that were never built are derived data not there yet, not a difference: verify says
     /// so and how to build them, and passes; once built they are checked.
     @Test func verifyNotesViewsNotBuiltYetAndPasses() async throws {
