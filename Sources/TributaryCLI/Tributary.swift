@@ -23,10 +23,11 @@ struct TributaryCommand: AsyncParsableCommand {
             handler.logLevel = logLevelFromEnvironment()
             return handler
         }
+        let logger = Logger(label: "tributary")
         if Store.configureProcess() {
-            Logger(label: "tributary").debug("SQLite settings applied (memory statistics off)")
+            logger.debug("SQLite settings applied (memory statistics off)")
         } else {
-            Logger(label: "tributary").warning("SQLite was in use before its settings could be applied")
+            logger.warning("SQLite was in use before its settings could be applied")
         }
         do {
             var command = try parseAsRoot()

@@ -26,52 +26,40 @@ extension EntityRow {
     /// Not generic over a thrown error on purpose: called from other modules for every projected
     /// row, a generic walker was not specialized there and instantiated its metadata per call.
     public func forEachMember(_ body: (_ name: UnsafeRawBufferPointer, _ value: RowMember) -> Void) {
-        bytes.withUnsafeBytes { raw in
-            var parser = JSONParser(raw)
-            // A stored row is one compact, valid JSON object (checked when written, checksummed
-            // since); a parse failure ends the walk rather than being reported.
-            do {
-                guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else { return }
-                parser.position += 1
-                parser.skipWhitespace()
-                if !parser.atEnd, parser.peek == UInt8(ascii: "}") { return }
-                while true {
-                    parser.skipWhitespace()
-                    let name = try parser.readTrustedString()
-                    parser.skipWhitespace()
-                    try parser.expect(UInt8(ascii: ":"), "':'")
-                    parser.skipWhitespace()
-                    guard !parser.atEnd else { return }
-                    let start = parser.position
-                    let kind: RowMember.Kind
-                    var text: JSONParser.StringContent?
-                    switch parser.peek {
-                    case UInt8(ascii: "\""):
-                        kind = .string
-                        text = try parser.readTrustedString()
-                    case UInt8(ascii: "{"), UInt8(ascii: "["):
-                        kind = .container
-                        parser.skipTrustedValue()
-                    case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
-                        kind = parser.peek == UInt8(ascii: "n") ? .null : .bool(parser.peek == UInt8(ascii: "t"))
-                        parser.skipTrustedValue()
-                    default:
-                        kind = .number
-                        parser.skipTrustedValue()
-                    }
-                    let value = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
-                    name.withBytes(in: raw) { nameBytes in
-                        (text ?? .slice(start..<parser.position)).withBytes(in: raw) { textBytes in
-                            body(nameBytes, RowMember(kind: kind, raw: value, text: textBytes))
-                        }
-                    }
-                    parser.skipWhitespace()
-                    guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return }
-                    parser.position += 1
-                }
-            } catch {
-                return
+        // A stored row is one compact, valid JSON object (checked when written, checksummed
+        // since); a parse failure ends the walk rather than being reported.
+        _ = walkMembers { nameRange, nameHasEscape, parser throws(CoreError) in
+            guard !parser.atEnd else { return false }
+            var name = JSONParser.StringContent.slice(nameRange)
+            if nameHasEscape {
+                var nameParser = JSONParser(parser.bytes, position: nameRange.lowerBound - 1)
+                name = try nameParser.readTrustedString()
             }
+            let start = parser.position
+            let kind: RowMember.Kind
+            var text: JSONParser.StringContent?
+            switch parser.peek {
+            case UInt8(ascii: "\""):
+                kind = .string
+                text = try parser.readTrustedString()
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                kind = .container
+                parser.skipTrustedValue()
+            case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+                kind = parser.peek == UInt8(ascii: "n") ? .null : .bool(parser.peek == UInt8(ascii: "t"))
+                parser.skipTrustedValue()
+            default:
+                kind = .number
+                parser.skipTrustedValue()
+            }
+            let raw = parser.bytes
+            let value = UnsafeRawBufferPointer(rebasing: raw[start..<parser.position])
+            name.withBytes(in: raw) { nameBytes in
+                (text ?? .slice(start..<parser.position)).withBytes(in: raw) { textBytes in
+                    body(nameBytes, RowMember(kind: kind, raw: value, text: textBytes))
+                }
+            }
+            return true
         }
     }
 }

@@ -58,8 +58,8 @@ public struct EntityRow: Sendable, Hashable {
         var key = key
         var found: JSONValue?
         let complete = key.withUTF8 { wanted in
-            forEachMember { name, parser throws(CoreError) in
-                guard name.elementsEqual(UnsafeRawBufferPointer(wanted)) else { return false }
+            walkMembers { name, _, parser throws(CoreError) in
+                guard parser.bytes[name].elementsEqual(UnsafeRawBufferPointer(wanted)) else { return false }
                 found = try parser.parseValue()
                 return true
             }
@@ -72,9 +72,9 @@ public struct EntityRow: Sendable, Hashable {
     /// gets the value twice.
     func values(forKeys keys: [[UInt8]]) -> [JSONValue?] {
         var found = [JSONValue?](repeating: nil, count: keys.count)
-        let complete = forEachMember { name, parser throws(CoreError) in
+        let complete = walkMembers { name, _, parser throws(CoreError) in
             var value: JSONValue?
-            for (i, key) in keys.enumerated() where key.count == name.count && key.elementsEqual(name) {
+            for (i, key) in keys.enumerated() where key.count == name.count && key.elementsEqual(parser.bytes[name]) {
                 if value == nil { value = try parser.parseValue() }
                 found[i] = value
             }
@@ -83,12 +83,15 @@ public struct EntityRow: Sendable, Hashable {
         return complete ? found : [JSONValue?](repeating: nil, count: keys.count)
     }
 
-    /// Walks the top-level members in order, handing `body` each name's bytes and the parser at
-    /// its value; `body` parses the value and returns true, or returns false to have it skipped.
-    /// Names with escapes are handed over as written; Trilium's column names have none. False if
-    /// the row could not be read to its end.
-    private func forEachMember(
-        _ body: (UnsafeRawBufferPointer, inout JSONParser) throws(CoreError) -> Bool
+    /// Walks the top-level members in order, handing `body` where each name is in the row (its
+    /// bytes between the quotes, as written), whether it holds an escape, and the parser at its
+    /// value (`parser.bytes` is the row); `body` moves past the value and returns true, or returns
+    /// false to have it skipped. False if the row could not be read to its end.
+    ///
+    /// The one walk under `value(forKey:)`, `values(forKeys:)` and `forEachMember`. A row is
+    /// valid compact JSON by construction, so skipped members are not validated again.
+    func walkMembers(
+        _ body: (_ name: Range<Int>, _ nameHasEscape: Bool, _ parser: inout JSONParser) throws(CoreError) -> Bool
     ) -> Bool {
         bytes.withUnsafeBytes { raw in
             var parser = JSONParser(raw)
@@ -100,12 +103,12 @@ public struct EntityRow: Sendable, Hashable {
                 while true {
                     parser.skipWhitespace()
                     let nameStart = parser.position + 1
-                    _ = parser.skipTrustedString()
-                    let name = UnsafeRawBufferPointer(rebasing: raw[nameStart..<(parser.position - 1)])
+                    let nameHasEscape = parser.skipTrustedString()
+                    let name = nameStart..<max(nameStart, parser.position - 1)
                     parser.skipWhitespace()
                     try parser.expect(UInt8(ascii: ":"), "':'")
                     parser.skipWhitespace()
-                    if try !body(name, &parser) { parser.skipTrustedValue() }
+                    if try !body(name, nameHasEscape, &parser) { parser.skipTrustedValue() }
                     parser.skipWhitespace()
                     guard !parser.atEnd, parser.peek == UInt8(ascii: ",") else { return true }
                     parser.position += 1
