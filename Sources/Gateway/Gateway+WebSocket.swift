@@ -278,10 +278,12 @@ final class FrameCache: Sendable {
         var length: Int?
         blob.forEachMember { name, member in
             guard name.elementsEqual("content".utf8), member.kind == .string else { return }
-            // Content travels as base64 of its bytes: the decoded length, without decoding.
+            // Content travels as base64 of its bytes: the decoded length, without decoding. A
+            // pushed row is kept as its sender wrote it, so the text may be no base64 at all
+            // ("==" would give -2); such content counts as empty rather than trapping.
             let text = member.text
             let padding = text.suffix(2).filter { $0 == UInt8(ascii: "=") }.count
-            length = text.count / 4 * 3 - padding
+            length = max(0, text.count / 4 * 3 - padding)
         }
         return length
     }

@@ -261,6 +261,32 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
         }
     }
 
+    @Test func aPushedBlobWhoseContentIsNoBase64HasLengthZero() async throws {
+        // A pushed row is kept as its sender wrote it; an attachment's contentLength over a blob
+        // whose content is "==" once came out as -2 and trapped the node on every replay.
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                var client = TriliumClient(node)
+                _ = try await client.login()
+                func record(_ name: EntityName, _ id: String, _ row: JSONObject) -> ChangeRecord {
+                    let change = EntityChange(
+                        entityName: name, entityId: id, hash: "h", isErased: false, changeId: RandomID.make(),
+                        componentId: "c", instanceId: client.instanceId, isSynced: true,
+                        utcDateChanged: UTCDateTime.now())
+                    return ChangeRecord(change: change, entity: EntityRow(row))
+                }
+                let pushes = try await client.push([
+                    record(.blobs, "blob1", ["blobId": .string("blob1"), "content": .string("==")]),
+                    record(.attachments, "att1", ["attachmentId": .string("att1"), "blobId": .string("blob1")]),
+                ])
+                #expect(pushes.map(\.status) == [204])
+                let log = try await rawSocket(node) { $0.ids.last == 2 }
+                let attachment = log.elements.first { $0["entityName"] == .string("attachments") }
+                #expect(attachment?["entity"]?.objectValue?["contentLength"] == .number(0))
+            }
+        }
+    }
+
     @Test func toastsAndFailedConsistencyChecksReachEverySocket() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
