@@ -44,12 +44,20 @@ public final class IdWaiters: Sendable {
             group.addTask {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                        let done = self.state.withLock { s -> Bool in
-                            if reached() >= id { return true }
+                        let outcome = self.state.withLock { s -> Result<Bool, CancellationError> in
+                            if reached() >= id { return .success(true) }
+                            // Cancelled before registering: the handler below has already run and
+                            // found nothing to resume, so nothing would resume this one. (A task is
+                            // marked cancelled before its handlers run, and they take this lock.)
+                            if Task.isCancelled { return .failure(CancellationError()) }
                             s.waiters[token] = (id, continuation)
-                            return false
+                            return .success(false)
                         }
-                        if done { continuation.resume() }
+                        switch outcome {
+                        case .success(true): continuation.resume()
+                        case .success(false): break
+                        case .failure(let error): continuation.resume(throwing: error)
+                        }
                     }
                 } onCancel: {
                     self.state.withLock { $0.waiters.removeValue(forKey: token)?.1 }?.resume(
