@@ -99,7 +99,7 @@ extension Gateway {
 
     /// `PUT /api/sync/update` — a push, whole or in `pageCount` text pages.
     func update(_ request: Request) async throws -> Response {
-        try requireSession(request)
+        let owner = try requireSession(request)
         let pageCount = try intHeader(request, "pageCount") ?? 1
         let pageIndex = try intHeader(request, "pageIndex") ?? 0
         guard pageCount >= 1, pageCount <= 100_000, pageIndex >= 0, pageIndex < pageCount else {
@@ -111,7 +111,7 @@ extension Gateway {
             else { throw GatewayError.badRequest("a paged request needs a requestId header") }
             guard
                 let whole = try uploads.add(
-                    requestId: requestId, pageIndex: pageIndex, pageCount: pageCount, page: bytes)
+                    owner: owner, requestId: requestId, pageIndex: pageIndex, pageCount: pageCount, page: bytes)
             else { return noContent() }
             bytes = whole
         }

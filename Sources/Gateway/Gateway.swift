@@ -79,13 +79,15 @@ public struct Gateway: Sendable {
     }
 
     /// Trilium's sync routes: a session from `POST /api/login/sync` (or the API token).
-    func requireSession(_ request: Request) throws(GatewayError) {
+    /// Returns who is calling: the session token, or `api-token` for the bearer token.
+    @discardableResult
+    func requireSession(_ request: Request) throws(GatewayError) -> String {
         if let cookie = request.headers[.cookie], let token = Sessions.token(inCookieHeader: cookie),
             sessions.isValid(token)
         {
-            return
+            return token
         }
-        if (try? requireToken(request)) != nil { return }
+        if (try? requireToken(request)) != nil { return "api-token" }
         throw GatewayError.noSession
     }
 
