@@ -55,6 +55,8 @@ public final class EntityChangeLog: Sendable {
     private let commitTimer = Timer(label: "tributary_log_commit_duration")
     /// Changes not yet in the on-disk indexes (held in the overlay): how far the indexer trails.
     private let unindexedGauge = Gauge(label: "tributary_log_unindexed_changes")
+    /// Tests only: see `runBetweenCommitAndPublish`.
+    private let betweenCommitAndPublish = Mutex<(@Sendable () -> Void)?>(nil)
     /// Reused by every group commit (writer queue only).
     private nonisolated(unsafe) let group = GroupLayer()
 
@@ -256,6 +258,27 @@ public final class EntityChangeLog: Sendable {
             return result.count < limit
         }
         return result
+    }
+
+    /// The entity rows of the changes at `ids`, in order, read in one transaction (nil for an
+    /// erasure or an id the log does not hold). Ascending ids read the log front to back.
+    public func rows(at ids: [EntityChangeID]) throws -> [EntityRow?] {
+        try read { txn in
+            try ids.map { id in
+                try IndexCoding.idKey(id).withUnsafeBytes { key in
+                    try txn.get(changesDB, key).flatMap { bytes in
+                        let view = try RecordView(id: id, bytes: bytes)
+                        return view.hasEntity ? EntityRow(trusted: [UInt8](view.entityBytes)) : nil
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tests only: `hook` runs on the writer queue after each commit and before it is published
+    /// (its index entries and the head), when readers already see its records in the log.
+    package func runBetweenCommitAndPublish(_ hook: (@Sendable () -> Void)?) {
+        betweenCommitAndPublish.withLock { $0 = hook }
     }
 
     /// Visits up to `limit` changes after `after` one at a time, in one read transaction. A
@@ -550,6 +573,7 @@ public final class EntityChangeLog: Sendable {
             try (MetaKey.userPrefix + name).withBytes { k in try value.withUnsafeBytes { try txn.put(metaDB, k, $0) } }
         }
         try txn.commit()
+        if let hook = betweenCommitAndPublish.withLock({ $0 }) { hook() }
         let newHead = EntityChangeID(group.nextId.rawValue - 1)
         if !group.records.isEmpty {
             let layer = IndexOverlay.RecentLayer(

@@ -36,28 +36,30 @@ public struct SyncServer: Sendable {
         after: EntityChangeID, excludingInstance instanceId: String?, maxChanges: Int = 1000, maxBytes: Int = 1_000_000,
         compacted: Bool = true
     ) throws -> PullPage {
+        // Only changes up to the head published when the pull starts: a commit's records are in
+        // the log a moment before its index entries reach the lookups, and in that moment a
+        // change would look superseded by nothing newer and be skipped for good.
+        let head = log.head
         var page: [LoggedChange] = []
         var bytes = 0
         var cursor = after
-        scan: while true {
-            var visited = 0
-            var full = false
-            try log.forEachChange(after: cursor, limit: 1000) { logged in
-                visited += 1
-                guard !full else { return }
+        scan: while cursor < head {
+            // Read first, decide after: the lookups open read transactions of their own, and one
+            // opened inside another can deadlock against a map resize waiting between them.
+            let chunk = try log.changes(after: cursor, limit: Int(min(1000, head.rawValue - cursor.rawValue)))
+            guard !chunk.isEmpty else { break }
+            for logged in chunk {
                 cursor = logged.id
                 let change = logged.change
-                guard change.isSynced, change.instanceId != instanceId else { return }
-                if compacted {
-                    guard try log.current(change.key)?.id == logged.id else { return }  // superseded
-                }
+                guard change.isSynced, change.instanceId != instanceId else { continue }
+                // Superseded: a later change of the entity ships instead.
+                if compacted, let current = try log.current(change.key), current.id > logged.id { continue }
                 page.append(logged)
                 bytes += 160 + (logged.entity?.bytes.count ?? 0)
-                if page.count >= maxChanges || bytes >= maxBytes { full = true }
+                if page.count >= maxChanges || bytes >= maxBytes { break scan }
             }
-            if full || visited == 0 || !page.isEmpty { break scan }
+            if !page.isEmpty { break }
         }
-        let head = log.head
         return PullPage(
             changes: page, lastEntityChangeId: cursor,
             outstandingPullCount: Int(head.rawValue - min(head.rawValue, cursor.rawValue)))
@@ -66,11 +68,27 @@ public struct SyncServer: Sendable {
     /// `GET /api/sync/check`'s digests: per entity name, per sector (first character of the
     /// entityId), `hash` + isErased of every synced entity in entityId order, hashed — over the
     /// latest change of each entity, as Trilium's one-row-per-entity table holds them.
+    ///
+    /// A blob that no note, attachment or revision points at is left out: Trilium deletes such
+    /// blobs, with their entity_changes rows, just before it hashes (`eraseUnusedBlobs`,
+    /// trilium-protocol.md §2.4). Counted here, each one would make its sector differ from a
+    /// Trilium peer's at every check, and re-queueing it would never help. The log keeps them.
     public func entityHashes() throws -> [EntityName: [String: String]] {
         var sectors: [EntityName: [Character: [(id: String, hash: String, isErased: Bool)]]] = [:]
+        var liveBlobs: [(id: String, hash: String)] = []
         try log.forEachCurrent { key, entry in
             guard entry.isSynced, key.name != .noteReordering, let sector = key.id.first else { return }
+            if key.name == .blobs && !entry.isErased {
+                liveBlobs.append((key.id, entry.hash))
+                return
+            }
             sectors[key.name, default: [:]][sector, default: []].append((key.id, entry.hash, entry.isErased))
+        }
+        if !liveBlobs.isEmpty {
+            let referenced = Set(try blobReferrers().map(\.blobId))
+            for blob in liveBlobs where referenced.contains(blob.id) {
+                sectors[.blobs, default: [:]][blob.id.first!, default: []].append((blob.id, blob.hash, false))
+            }
         }
         var digests: [EntityName: [String: String]] = [:]
         for (name, bySector) in sectors {
@@ -94,29 +112,23 @@ public struct SyncServer: Sendable {
     /// node's instanceId** (Trilium keeps the old stamp, and the peer lacking the data is then
     /// never sent it — PR #11000). For a `blobs` sector, as Trilium does, also the notes,
     /// attachments and revisions whose `blobId` falls in it: a blob mismatch may come from the
-    /// entity pointing at it. Returns how many were re-issued.
+    /// entity pointing at it. Blobs nothing points at are not re-issued (see `entityHashes`).
+    /// Returns how many were re-issued.
     public func queueSector(_ name: EntityName, sector: String) async throws -> Int {
-        var targets: [(EntityKey, EntityChangeID)] = []
+        var targets: [(key: EntityKey, id: EntityChangeID, isErased: Bool)] = []
         try log.forEachCurrent(of: name) { key, entry in
-            if entry.isSynced, key.id.hasPrefix(sector) { targets.append((key, entry.id)) }
+            if entry.isSynced, key.id.hasPrefix(sector) { targets.append((key, entry.id, entry.isErased)) }
         }
         if name == .blobs {
-            var referrers: [(EntityKey, EntityChangeID)] = []
-            for referrer in [EntityName.notes, .attachments, .revisions] {
-                try log.forEachCurrent(of: referrer) { key, entry in
-                    if entry.isSynced, !entry.isErased { referrers.append((key, entry.id)) }
-                }
-            }
-            for (key, id) in referrers {
-                if case .string(let blobId)? = try log.change(at: id)?.entity?.value(forKey: "blobId"),
-                    blobId.hasPrefix(sector)
-                {
-                    targets.append((key, id))
-                }
+            let referrers = try blobReferrers()
+            let referenced = Set(referrers.map(\.blobId))
+            targets.removeAll { !$0.isErased && !referenced.contains($0.key.id) }
+            for referrer in referrers where referrer.blobId.hasPrefix(sector) {
+                targets.append((referrer.key, referrer.id, false))
             }
         }
         guard !targets.isEmpty else { return 0 }
-        let chosen = targets
+        let chosen = targets.map { ($0.key, $0.id) }
         return try await log.write { writer in
             var count = 0
             for (key, id) in chosen {
@@ -130,5 +142,29 @@ public struct SyncServer: Sendable {
             }
             return count
         }.value
+    }
+
+    /// The synced, unerased notes, attachments and revisions with the blob each points at: what
+    /// keeps a blob alive in Trilium (a soft-deleted note still holds its blob; an erased one
+    /// no longer exists there).
+    func blobReferrers() throws -> [(key: EntityKey, id: EntityChangeID, blobId: String)] {
+        var listed: [(key: EntityKey, id: EntityChangeID)] = []
+        for name in [EntityName.notes, .attachments, .revisions] {
+            try log.forEachCurrent(of: name) { key, entry in
+                if entry.isSynced, !entry.isErased { listed.append((key, entry.id)) }
+            }
+        }
+        listed.sort { $0.id < $1.id }
+        var referrers: [(key: EntityKey, id: EntityChangeID, blobId: String)] = []
+        // Rows are copied out a slice at a time, so a large log never holds them all at once.
+        for start in stride(from: 0, to: listed.count, by: 4096) {
+            let slice = listed[start..<min(listed.count, start + 4096)]
+            for (item, row) in zip(slice, try log.rows(at: slice.map(\.id))) {
+                if case .string(let blobId)? = row?.value(forKey: "blobId") {
+                    referrers.append((item.key, item.id, blobId))
+                }
+            }
+        }
+        return referrers
     }
 }

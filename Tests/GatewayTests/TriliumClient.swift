@@ -124,12 +124,19 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Sector digests computed from records without the node (Trilium's algorithm, §3.10).
 func expectedDigests(_ records: [ChangeRecord]) -> [String: [String: String]] {
-    var latest: [EntityKey: EntityChange] = [:]
+    var latest: [EntityKey: ChangeRecord] = [:]
     for r in records where r.change.isSynced && r.change.entityName != .noteReordering {
-        latest[r.change.key] = r.change
+        latest[r.change.key] = r
+    }
+    // Trilium erases the blobs no note, attachment or revision points at before it hashes.
+    var referenced = Set<String>()
+    for (key, r) in latest where [.notes, .attachments, .revisions].contains(key.name) && !r.change.isErased {
+        if case .string(let blobId)? = r.entity?.value(forKey: "blobId") { referenced.insert(blobId) }
     }
     var groups: [String: [String: [EntityChange]]] = [:]
-    for (key, change) in latest {
+    for (key, record) in latest {
+        let change = record.change
+        if key.name == .blobs && !change.isErased && !referenced.contains(key.id) { continue }
         groups[key.name.rawValue, default: [:]][String(key.id.prefix(1)), default: []].append(change)
     }
     return groups.mapValues { sectors in
