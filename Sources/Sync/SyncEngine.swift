@@ -164,14 +164,19 @@ public final class SyncEngine: Service, Sendable {
                 }
             }
             let seen = log.head
+            // Writes wake the engine only after a cycle that worked: after a failure the delay is
+            // the backoff's (or, for a wrong secret or version, the interval's), whatever is written.
+            let wakeOnWrite = outcome.failure == nil
             do {
                 try await cancelWhenGracefulShutdown {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { try await Task.sleep(for: delay) }
-                        group.addTask {
-                            // A write after this cycle: sync soon, once writes pause (debounce).
-                            try await self.log.waitForHead(beyond: seen)
-                            try await Task.sleep(for: .milliseconds(500))
+                        if wakeOnWrite {
+                            group.addTask {
+                                // A write after this cycle: sync soon, once writes pause (debounce).
+                                try await self.log.waitForHead(beyond: seen)
+                                try await Task.sleep(for: .milliseconds(500))
+                            }
                         }
                         try await group.next()
                         group.cancelAll()

@@ -252,6 +252,28 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
     }
 }
 
+extension NodeSyncTests {
+    @Test func writesDoNotWakeAnEngineStoppedByAWrongSecret() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                let wrong = SyncPeer(url: hub.baseURL, documentSecret: "not the hub's secret")
+                try await withNode(dataDirectory: dir + "/spoke", syncPeer: wrong, syncAutomatically: true) { spoke in
+                    let engine = spoke.node.syncEngine!
+                    try await waitUntil(.seconds(20)) { engine.status.cycles >= 1 }
+                    #expect(engine.status.lastError?.isEmpty == false)
+                    // Each write used to start a cycle half a second later: a login refused every
+                    // time, as fast as the writes came.
+                    for i in 0..<4 {
+                        try await write(spoke, [("stuckwrite0\(i)", "w")])
+                        try await Task.sleep(for: .milliseconds(700))
+                    }
+                    #expect(engine.status.cycles == 1)
+                }
+            }
+        }
+    }
+}
+
 /// Polls `condition` every 50 ms until it holds or `limit` passes (then fails the test).
 func waitUntil(_ limit: Duration, _ condition: () throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
