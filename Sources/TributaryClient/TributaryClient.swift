@@ -85,7 +85,9 @@ public final class TributaryClient: Sendable {
     /// Follows the log from after `after`: replays what the node has, then each new change.
     /// Reconnects with capped backoff after a lost connection and resumes after the last change
     /// delivered, so `onEvent` sees every change exactly once, in order. Returns when `onEvent`
-    /// returns false or the task is cancelled.
+    /// returns false or the task is cancelled; throws what `onEvent` throws (a change it failed
+    /// on is not counted as delivered, so following again from the last one delivered resumes
+    /// with it).
     ///
     /// - Parameter fullRows: every change with its row; by default changes carry what Trilium's
     ///   `frontend-update` carries (no row for blobs and etapi_tokens, `noteId` for revisions).
@@ -95,6 +97,7 @@ public final class TributaryClient: Sendable {
     ) async throws {
         let delivered = Mutex(after)
         let stop = Mutex(false)
+        let failure = Mutex<(any Error)?>(nil)
         let connected = Mutex(false)
         var delay = 0.25
         while !Task.isCancelled {
@@ -112,9 +115,17 @@ public final class TributaryClient: Sendable {
                     for try await message in inbound.messages(maxSize: 64 << 20) {
                         guard case .text(let text) = message else { continue }
                         for event in try self.events(text, after: delivered.withLock { $0 }) {
-                            if case .change(let logged) = event { delivered.withLock { $0 = logged.id } }
                             self.absorb(event)
-                            if try await !onEvent(event) {
+                            let keepGoing: Bool
+                            do {
+                                keepGoing = try await onEvent(event)
+                            } catch {
+                                // The caller's failure, not the stream's: no reconnect past it.
+                                failure.withLock { $0 = error }
+                                return
+                            }
+                            if case .change(let logged) = event { delivered.withLock { $0 = logged.id } }
+                            if !keepGoing {
                                 stop.withLock { $0 = true }
                                 return
                             }
@@ -127,6 +138,7 @@ public final class TributaryClient: Sendable {
             } catch {
                 logger.debug("stream lost; reconnecting", metadata: ["error": "\(error)"])
             }
+            if let error = failure.withLock({ $0 }) { throw error }
             if stop.withLock({ $0 }) { return }
             if connected.withLock({ $0 }) { delay = 0.25 }
             connected.withLock { $0 = false }

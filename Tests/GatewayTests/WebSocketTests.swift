@@ -395,6 +395,37 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
         }
     }
 
+    @Test func followThrowsWhatItsHandlerThrowsAndNeverSkipsPastIt() async throws {
+        // A handler that failed used to be taken for a lost connection: the stream reconnected
+        // after the change it failed on, which was then never delivered again.
+        struct DiskFull: Error {}
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                let client = TributaryClient(url: node.baseURL, apiToken: node.apiToken)
+                _ = try await client.write(notes(0..<5))
+                let seen = Mutex<[EntityChangeID]>([])
+                await #expect(throws: DiskFull.self) {
+                    try await client.follow { event in
+                        guard case .change(let logged) = event else { return true }
+                        seen.withLock { $0.append(logged.id) }
+                        if logged.id == 3 { throw DiskFull() }
+                        return true
+                    }
+                }
+                #expect(seen.withLock { $0 } == [1, 2, 3])
+                // Following again from the last change handled delivers the one that failed.
+                let resumed = Mutex<[EntityChangeID]>([])
+                try await client.follow(after: 2) { event in
+                    guard case .change(let logged) = event else { return true }
+                    resumed.withLock { $0.append(logged.id) }
+                    return logged.id < 5
+                }
+                #expect(resumed.withLock { $0 } == [3, 4, 5])
+                await client.close()
+            }
+        }
+    }
+
     @Test func badFramesGetAnErrorAndMissingAuthIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
