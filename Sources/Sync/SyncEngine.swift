@@ -363,11 +363,26 @@ public final class SyncEngine: Service, Sendable {
             prefetch = Prefetch(after: next, task: Task { try await self.fetchPage(after: next, cookie: cookie) })
         }
         let records = page.records
-        let last = page.lastEntityChangeId.rawValue
-        let through = EntityChangeID(last)
+        guard records.isEmpty || page.lastEntityChangeId > after else {
+            // Asking again would get the same page again, forever.
+            throw SyncFailure(
+                "\(peer.url) sent changes with a cursor (\(page.lastEntityChangeId)) not past the one asked for (\(after))",
+                isPermanent: false)
+        }
+        let through = max(after, page.lastEntityChangeId)
         // The cursor commits in the same transaction as the changes it covers.
-        _ = try await applier.applyRemote(
-            records, from: .peer(instanceId: peerInstanceId), checkpoint: (peer.pullCheckpoint, Self.encode(through)))
+        do {
+            _ = try await applier.applyRemote(
+                records, from: .peer(instanceId: peerInstanceId),
+                checkpoint: (peer.pullCheckpoint, Self.encode(through)))
+        } catch let error as ApplyError {
+            // The same page would be refused at every retry: say which change, and wait for the
+            // next interval instead of retrying at once.
+            let change = records[error.index].change
+            throw SyncFailure(
+                "\(peer.url) sent a change this node refuses (\(change.entityName.rawValue) \(change.entityId), changeId \(change.changeId)): \(error.cause); pulling stops there",
+                isPermanent: true)
+        }
         Counter(label: "tributary_sync_pulled_changes_total").increment(by: records.count)
         return .pulled(count: records.count, through: through)
     }

@@ -253,6 +253,30 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
 }
 
 extension NodeSyncTests {
+    @Test func aPulledChangeThisNodeRefusesStopsTheCycleNamingIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                // Stored past the apply path (as an older or laxer node might hold it): an entityId
+                // with a space, which this node's validation refuses.
+                let change = EntityChange(
+                    entityName: .notes, entityId: "bad id", hash: "hashAAAAAA", isErased: false,
+                    changeId: RandomID.make(), componentId: "NA", instanceId: "elsewhere012", isSynced: true,
+                    utcDateChanged: UTCDateTime.now())
+                _ = try await hub.node.store.log.append([
+                    ChangeRecord(change: change, entity: EntityRow(["noteId": .string("bad id")]))
+                ])
+                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
+                    let outcome = await spoke.node.syncEngine!.syncOnce()
+                    let failure = try #require(outcome.failure)
+                    // Retrying at once would be refused the same way: it waits for the interval.
+                    #expect(failure.isPermanent)
+                    #expect(failure.message.contains("notes bad id"), "\(failure)")
+                    #expect(spoke.node.store.log.head == 0)
+                }
+            }
+        }
+    }
+
     @Test func writesDoNotWakeAnEngineStoppedByAWrongSecret() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/hub") { hub in
