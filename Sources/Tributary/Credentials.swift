@@ -17,12 +17,23 @@ public struct Credentials: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CredentialsError(message: "\(path) does not exist (start the node once, or pass the token)")
         }
+        let credentials: Credentials
         do {
-            return try JSONDecoder().decode(Credentials.self, from: data)
+            credentials = try JSONDecoder().decode(Credentials.self, from: data)
         } catch {
             throw CredentialsError(message: "\(path) is not valid credentials JSON (\(error)); fix or remove it")
         }
+        // An empty or short secret (a hand-edited file) would let anyone guess their way in.
+        for (name, value) in [("documentSecret", credentials.documentSecret), ("apiToken", credentials.apiToken)]
+        where value.count < minimumSecretLength {
+            throw CredentialsError(
+                message: "\(path): \(name) has \(value.count) characters; at least \(minimumSecretLength) are needed")
+        }
+        return credentials
     }
+
+    /// Shortest documentSecret or apiToken accepted (Trilium's secrets are 24 characters).
+    public static let minimumSecretLength = 16
 
     /// Reads the credentials, creating them (0600, never overwritten) if absent.
     ///
