@@ -47,6 +47,8 @@ public final class SyncEngine: Service, Sendable {
         public var pushed = 0
         public var pulled = 0
         public var rounds = 0
+        /// Succeeded with newer changes already waiting on one side (see `SyncSession.endedBehind`).
+        public var behind = false
         public var succeeded: Bool { failure == nil }
     }
 
@@ -244,6 +246,7 @@ public final class SyncEngine: Service, Sendable {
                     outcome.pushed = session.pushedCount
                     outcome.pulled = session.pulledCount
                     outcome.rounds = session.round
+                    outcome.behind = session.endedBehind
                     onStatus("sync-finished", session.lastSyncedPush)
                     return outcome
                 case .fail(let failure):

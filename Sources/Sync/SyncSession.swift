@@ -87,6 +87,9 @@ public struct SyncSession: Sendable {
     public private(set) var round = 0
     public private(set) var pushedCount = 0
     public private(set) var pulledCount = 0
+    /// The cycle ended done while the peer or this node still had newer changes: every round's
+    /// check found one side moved on meanwhile (a busy node), never a difference.
+    public private(set) var endedBehind = false
 
     public init(
         localInstanceId: String, syncVersion: Int, lastSyncedPush: EntityChangeID, lastSyncedPull: EntityChangeID,
@@ -153,7 +156,16 @@ public struct SyncSession: Sendable {
             return .check
         case (.check, .checked(let mismatched, let peerMax, let hasUnpushed)):
             // The check only means something when both sides have everything (§3.10).
-            if lastSyncedPull < peerMax || hasUnpushed { return nextRound() }
+            if lastSyncedPull < peerMax || hasUnpushed {
+                // Writes meanwhile, not a difference: what was exchanged is committed either way,
+                // so running out of rounds ends the cycle, behind, instead of failing it.
+                guard round < maxRounds else {
+                    endedBehind = true
+                    phase = .done
+                    return .done
+                }
+                return nextRound()
+            }
             if mismatched.isEmpty {
                 phase = .done
                 return .done

@@ -115,6 +115,12 @@ struct SyncCommand: AsyncParsableCommand {
         if let projections = store.projections { try? await projections.catchUp() }
         if let failure = outcome.failure { throw fail(failure.message) }
         let status = engine.status
+        if outcome.behind {
+            // Everything exchanged is committed; converged it is not (exit 0 means converged).
+            throw fail(
+                "not converged: one side kept writing through all \(outcome.rounds) rounds; pushed \(outcome.pushed), "
+                    + "pulled \(outcome.pulled) (lastSyncedPull \(status.lastSyncedPull)); run it again")
+        }
         print(
             "converged with \(peer) in \(outcome.rounds) round(s): pushed \(outcome.pushed), pulled \(outcome.pulled); "
                 + "lastSyncedPush \(status.lastSyncedPush), lastSyncedPull \(status.lastSyncedPull)")

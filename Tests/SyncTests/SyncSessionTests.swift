@@ -91,6 +91,26 @@ import TributaryCore
             s.received(.requeued) == .fail(SyncFailure("not converged after 3 rounds; will retry", isPermanent: false)))
     }
 
+    @Test func aPeerStillWritingAfterTheLastRoundEndsTheCycleBehindNotFailed() {
+        // On a busy hub every check finds it moved on; that is no divergence, and what was
+        // exchanged is committed, so the cycle succeeds once its rounds are used.
+        var s = session()
+        _ = s.start()
+        _ = s.received(.status(syncVersion: 36))
+        for round in 1...3 {
+            let max = EntityChangeID(UInt64(10 * round))
+            _ = s.received(.loggedIn(instanceId: "peerInst0001", maxEntityChangeId: max))
+            _ = s.received(.pushed(count: 0, through: 0))
+            _ = s.received(.pulled(count: 0, through: max))
+            _ = s.received(.pushed(count: 0, through: 0))
+            _ = s.received(.finished)
+            let next = s.received(.checked(mismatched: [], peerMaxEntityChangeId: max.next, hasUnpushed: false))
+            #expect(next == (round < 3 ? .login : .done))
+        }
+        #expect(s.phase == .done)
+        #expect(s.endedBehind)
+    }
+
     @Test func anErrorFromTheShellFailsTheCycleAndAnUnexpectedEventToo() {
         var s = session()
         _ = s.start()
