@@ -55,6 +55,8 @@ public final class EntityChangeLog: Sendable {
     private let commitTimer = Timer(label: "tributary_log_commit_duration")
     /// Changes not yet in the on-disk indexes (held in the overlay): how far the indexer trails.
     private let unindexedGauge = Gauge(label: "tributary_log_unindexed_changes")
+    /// Tests only: see `failIndexBatches`.
+    private let indexFault = Mutex<(@Sendable () -> (any Error)?)?>(nil)
     /// Tests only: see `runBetweenCommitAndPublish`.
     private let betweenCommitAndPublish = Mutex<(@Sendable () -> Void)?>(nil)
     /// Reused by every group commit (writer queue only).
@@ -67,6 +69,8 @@ public final class EntityChangeLog: Sendable {
         var idleTimerScheduled = false
         var lastCommitNanos: UInt64 = 0
         var commits = 0
+        /// Index batches failed in a row (the idle indexer backs off by it).
+        var indexFailures = 0
     }
 
     struct WriteJob: Sendable {
@@ -107,9 +111,7 @@ public final class EntityChangeLog: Sendable {
                 readOnly: configuration.readOnly, logger: logger)
             self.instanceId = instanceId
             notifier = CommitNotifier(head: head)
-            var rebuilt = IndexOverlay(configuration)
-            rebuilt.checkpoint = checkpoint
-            overlay = Mutex(rebuilt)
+            overlay = Mutex(IndexOverlay(configuration, checkpoint: checkpoint))
             overlayError = Mutex(nil)
         } catch let error as LMDBError {
             lock.release()
@@ -189,11 +191,14 @@ public final class EntityChangeLog: Sendable {
     }
 
     /// Scans the changes after the index checkpoint back into the overlay.
+    ///
+    /// Writable, it indexes as it goes whenever the overlay reaches its bound, so however many
+    /// changes trail the checkpoint (all of them, when `prepare` had to empty the indexes) the
+    /// overlay stays within it.
     private func rebuildOverlay() throws {
-        let checkpoint = overlay.withLock { $0.checkpoint }
-        var rebuilt = IndexOverlay(configuration)
-        rebuilt.checkpoint = checkpoint
-        var cursor = checkpoint
+        var cursor = overlay.withLock { $0.checkpoint }
+        let chunk = configuration.readOnly ? 100_000 : max(1, min(100_000, configuration.overlayLimit / 2))
+        var indexed = 0
         while true {
             var n = 0
             try read { txn in
@@ -203,20 +208,30 @@ public final class EntityChangeLog: Sendable {
                             throw EventLogError.corrupt(cursor.next, "bad key")
                         }
                         let view = try RecordView(id: id, bytes: value)
-                        rebuilt.add(id: id, key: view.key, changeId: view.changeId, entry: view.currentEntry)
+                        overlay.withLock {
+                            $0.add(id: id, key: view.key, changeId: view.changeId, entry: view.currentEntry)
+                        }
                         cursor = id
                         n += 1
-                        return n < 100_000
+                        return n < chunk
                     }
                 }
             }
-            if n < 100_000 { break }
+            if !configuration.readOnly {
+                while overlay.withLock({ $0.count }) >= configuration.overlayLimit / 2 {
+                    let before = overlay.withLock { $0.count }
+                    try indexBatch()
+                    indexed += before - overlay.withLock { $0.count }
+                }
+            }
+            if n < chunk { break }
         }
-        if rebuilt.count > 0 {
+        let count = overlay.withLock { $0.count }
+        if count > 0 || indexed > 0 {
             logger.info(
-                "rebuilt the index overlay from the log", metadata: ["log.overlay.count": "\(rebuilt.count)"])
+                "rebuilt the index overlay from the log",
+                metadata: ["log.overlay.count": "\(count)", "log.indexed": "\(indexed)"])
         }
-        overlay.withLock { $0 = rebuilt }
     }
 
     // MARK: - Reading
@@ -273,6 +288,11 @@ public final class EntityChangeLog: Sendable {
                 }
             }
         }
+    }
+
+    /// Tests only: each index batch first calls `fault` and fails with the error it returns.
+    package func failIndexBatches(_ fault: (@Sendable () -> (any Error)?)?) {
+        indexFault.withLock { $0 = fault }
     }
 
     /// Tests only: `hook` runs on the writer queue after each commit and before it is published
@@ -504,13 +524,19 @@ public final class EntityChangeLog: Sendable {
             return s.pending
         }
         guard !jobs.isEmpty else { return }
-        // Backpressure: a full overlay is drained before anyone appends more.
+        // Backpressure: a full overlay is drained before anyone appends more. If the indexes
+        // cannot be written (a full disk), the writes fail rather than the overlay's bound.
         while overlay.withLock({ $0.count }) >= configuration.overlayLimit {
             do {
                 try indexBatch()
             } catch {
                 logger.error("index batch failed", metadata: ["error": "\(error)"])
-                break
+                let refusal = EventLogError(
+                    (error as? EventLogError)?.code ?? .storage,
+                    "\(configuration.overlayLimit) changes wait for the indexes, which cannot be written: \(error); nothing was written"
+                )
+                for job in jobs { job.complete(.failure(refusal)) }
+                return
             }
         }
         commitGroup(jobs)
@@ -648,8 +674,16 @@ public final class EntityChangeLog: Sendable {
         }
         do {
             try indexBatch(limit: configuration.stepIndexBatchSize)
+            writer.withLock { $0.indexFailures = 0 }
         } catch {
-            logger.error("index batch failed", metadata: ["error": "\(error)"])
+            let failures = writer.withLock { s in
+                s.indexFailures += 1
+                return s.indexFailures
+            }
+            logger.error("index batch failed", metadata: ["error": "\(error)", "log.index.failures": "\(failures)"])
+            // Again after 0.2 s, doubling to a minute: not a spin of failures on a full disk.
+            scheduleIdleIndexing(after: .milliseconds(100 << min(failures, 9)))
+            return
         }
         if overlay.withLock({ $0.count }) > 0 {
             // Continue right away; writes that arrived meanwhile are queued ahead of this.
@@ -662,6 +696,7 @@ public final class EntityChangeLog: Sendable {
     /// Writer queue: moves the oldest overlay entries into `current` and `changeIds`, sorted, in
     /// one transaction with the new index checkpoint.
     func indexBatch(limit: Int? = nil) throws {
+        if let fault = indexFault.withLock({ $0 }), let error = fault() { throw error }
         let started = monotonicNanos()
         let (items, entries) = overlay.withLock { o in
             let items = Array(o.oldest(limit ?? configuration.indexBatchSize))

@@ -118,9 +118,10 @@ struct IndexOverlay {
 extension IndexOverlay {
     /// Room for 128k entries at first; the indexer starts draining at half the overlay limit, so
     /// that (plus one large group) is all the overlay ever holds.
-    init(_ configuration: EntityChangeLog.Configuration) {
+    init(_ configuration: EntityChangeLog.Configuration, checkpoint: EntityChangeID = .zero) {
         self.init(
             capacity: min(configuration.overlayLimit, 1 << 17),
             fullCapacity: configuration.overlayLimit / 2 + 65_536)
+        self.checkpoint = checkpoint
     }
 }

@@ -1,6 +1,7 @@
 import EventLog
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import Tributary
 import TributaryCore
@@ -167,6 +168,69 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
             #expect(zip(checkpoints, checkpoints.dropFirst()).allSatisfy { $1 - $0 == 300 })
             #expect(log.indexStatus.overlayCount >= 1700)
             try expectLookupsExact(log, records)
+        }
+    }
+
+    @Test func reopeningALongUnindexedTailIndexesItWithinTheBound() async throws {
+        // The overlay is rebuilt on open from the changes after the index checkpoint (all of
+        // them when the indexes had to be emptied); it used to take them all into memory.
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents(seed: 8).records(5000)
+            do {
+                let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600) }
+                defer { log.close() }
+                _ = try await log.append(records)
+                #expect(log.indexStatus.checkpoint == 0)
+            }
+            let log = try openLog(dir) {
+                $0.indexIdleDelay = .seconds(3600); $0.overlayLimit = 1000
+            }
+            defer { log.close() }
+            let status = log.indexStatus
+            #expect(status.overlayCount < 500)
+            #expect(status.checkpoint.rawValue == 5000 - UInt64(status.overlayCount))
+            try expectLookupsExact(log, records)
+        }
+    }
+
+    @Test func writesFailWhenTheOverlayIsFullAndTheIndexesCannotBeWritten() async throws {
+        struct NoSpace: Error {}
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir) {
+                $0.indexIdleDelay = .seconds(3600); $0.overlayLimit = 1000
+            }
+            defer { log.close() }
+            let records = SampleEvents(seed: 9).records(2500)
+            log.failIndexBatches { NoSpace() }
+            _ = try await log.append(Array(records[..<1000]))
+            // The overlay is at its bound: the write is refused, not let past it.
+            await #expect(throws: EventLogError.self) { try await log.append(Array(records[1000..<1500])) }
+            #expect(log.head == 1000)
+            #expect(log.indexStatus.overlayCount == 1000)
+            log.failIndexBatches(nil)
+            #expect(try await log.append(Array(records[1000..<2500])) == 1001...2500)
+            try expectLookupsExact(log, records)
+        }
+    }
+
+    @Test func aFailingIdleIndexerBacksOff() async throws {
+        struct NoSpace: Error {}
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir) { $0.indexIdleDelay = .milliseconds(20) }
+            defer { log.close() }
+            let attempts = Mutex(0)
+            log.failIndexBatches {
+                attempts.withLock { $0 += 1 }
+                return NoSpace()
+            }
+            _ = try await log.append(SampleEvents(seed: 10).records(100))
+            try await Task.sleep(for: .seconds(1))
+            // 0.2, 0.4 and 0.8 s apart: a handful of attempts in a second, not a spin.
+            let made = attempts.withLock { $0 }
+            #expect(made >= 1 && made <= 5, "\(made) attempts")
+            log.failIndexBatches(nil)
+            try await log.flushIndex()
+            #expect(log.indexStatus.overlayCount == 0)
         }
     }
 
