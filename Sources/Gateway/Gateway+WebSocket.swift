@@ -87,8 +87,22 @@ extension Gateway {
                 }
             }
             // Writer: the only task that writes to the socket.
+            let watch = WriteWatch()
             group.addTask {
-                try await self.writeLoop(outbound: outbound, mailbox: mailbox, cursor: cursor, detail: detail)
+                try await self.writeLoop(
+                    outbound: outbound, mailbox: mailbox, cursor: cursor, detail: detail, watch: watch)
+            }
+            // A write waiting two ping periods means the client stopped reading, or vanished
+            // without closing. WebSocket pings cannot tell: they queue behind the same writes, so
+            // the missing pong is never noticed. Ending here cancels the stuck write.
+            let period = configuration.webSocketPing
+            group.addTask {
+                while !watch.isStuck(longerThan: period * 2) { try await Task.sleep(for: period / 2) }
+                self.logger.info(
+                    "closing a WebSocket that stopped reading",
+                    metadata: [
+                        "ws.stuckFor": "\(period * 2)", "ws.cursor": "\(cursor.withLock { $0 }.map(\.rawValue) ?? 0)",
+                    ])
             }
             try await group.next()
             group.cancelAll()
@@ -128,18 +142,24 @@ extension Gateway {
         )
     }
 
-    func writeLoop(outbound: WebSocketOutboundWriter, mailbox: Mailbox, cursor: CursorBox, detail: FrameCache.Detail)
-        async throws
-    {
+    func writeLoop(
+        outbound: WebSocketOutboundWriter, mailbox: Mailbox, cursor: CursorBox, detail: FrameCache.Detail,
+        watch: WriteWatch
+    ) async throws {
+        func send(_ frame: WebSocketOutboundWriter.OutboundFrame) async throws {
+            watch.began()
+            defer { watch.ended() }
+            try await outbound.write(frame)
+        }
         var caughtUp = false
         while !mailbox.isClosed {
-            for message in mailbox.take() { try await outbound.write(.text(message)) }
+            for message in mailbox.take() { try await send(.text(message)) }
             if var position = cursor.withLock({ $0 }) {
                 let head = log.head
                 if position < head {
                     if caughtUp && head.rawValue - position.rawValue > Self.behindWindow {
                         caughtUp = false
-                        try await outbound.write(
+                        try await send(
                             .text(
                                 #"{"type":"fell-behind","lastEntityChangeId":\#(position.rawValue),"head":\#(head.rawValue)}"#
                             ))
@@ -147,14 +167,14 @@ extension Gateway {
                     let frame = try frames.frame(
                         after: position, head: head, detail: detail, log: log, lastSyncedPush: lastSyncedPush())
                     // One text frame over the shared buffer: no copy per socket.
-                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame.buffer)))
+                    try await send(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame.buffer)))
                     position = frame.last
                     cursor.withLock { $0 = position }
                     continue
                 }
                 if !caughtUp {
                     caughtUp = true
-                    try await outbound.write(.text(#"{"type":"caught-up","lastEntityChangeId":\#(position.rawValue)}"#))
+                    try await send(.text(#"{"type":"caught-up","lastEntityChangeId":\#(position.rawValue)}"#))
                     continue
                 }
             }
@@ -286,6 +306,18 @@ final class FrameCache: Sendable {
             length = max(0, text.count / 4 * 3 - padding)
         }
         return length
+    }
+}
+
+/// When a socket's writer began the write it is still in, for the watch on stalled clients.
+final class WriteWatch: Sendable {
+    private let started = Mutex<ContinuousClock.Instant?>(nil)
+
+    func began() { started.withLock { $0 = .now } }
+    func ended() { started.withLock { $0 = nil } }
+
+    func isStuck(longerThan limit: Duration) -> Bool {
+        started.withLock { $0.map { $0.duration(to: .now) > limit } ?? false }
     }
 }
 

@@ -216,6 +216,35 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
         }
     }
 
+    @Test func aSocketThatStopsReadingIsClosedAfterTwoPingPeriods() async throws {
+        // Its WebSocket pings wait behind the writes it does not read, so no missing pong ever
+        // closed it: the connection and its tasks stayed as long as TCP kept it open.
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node", webSocketPing: .seconds(1)) { node in
+                let stalled = try await StalledSocket.open(
+                    port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
+                defer { stalled.close() }
+                func openSockets() async throws -> Int? {
+                    let status = try JSONParser.parseObject(
+                        Array(try await node.request(.GET, "/api/status", headers: [node.bearer]).text.utf8))
+                    return status["webSockets"]?.objectValue?["open"]?.intValue
+                }
+                #expect(try await openSockets() == 1)
+                for start in stride(from: 0, to: 12_000, by: 1000) {
+                    try await post(node, notes(start..<(start + 1000), padding: 1000))
+                }
+                let deadline = ContinuousClock.now + .seconds(30)
+                while try await openSockets() != 0 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(try await openSockets() == 0)
+                // The writer and other subscribers were never held up.
+                let other = try await rawSocket(node) { $0.ids.last == 12_000 }
+                #expect(other.ids == Array(1...12_000))
+            }
+        }
+    }
+
     @Test func elementsCarryWhatTriliumsFrontendUpdateCarries() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
