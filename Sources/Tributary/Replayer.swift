@@ -30,21 +30,30 @@ public struct Replayer: Sendable {
         var done = false
         defer { output.flush() }
         while !done, cursor < last, !output.closed {
-            var visited = 0
-            try store.log.forEachChange(after: cursor, limit: 1000) { change in
-                visited += 1
+            // A page is copied out and its transaction closed before anything is written: output
+            // that blocks (`replay | less`) must not hold a snapshot that keeps the writer from
+            // reusing the log's free pages.
+            var page: [LoggedChange] = []
+            var damaged: (any Error)?
+            do {
+                try store.log.forEachChange(after: cursor, limit: 1000) { page.append($0) }
+            } catch {
+                damaged = error
+            }
+            if page.isEmpty, damaged == nil { break }
+            for change in page {
                 cursor = change.id
                 guard change.id <= last, limit.map({ written < $0 }) ?? true else {
                     done = true
-                    return
+                    break
                 }
-                if let name, change.change.entityName != name { return }
+                if let name, change.change.entityName != name { continue }
                 writer.bytes.removeAll(keepingCapacity: true)
                 Replayer.writeLine(change, to: &writer)
                 output.write(writer.bytes)
                 written += 1
             }
-            if visited == 0 { break }
+            if let damaged, !done { throw damaged }
         }
         return written
     }
