@@ -127,22 +127,39 @@ public struct SyncServer: Sendable {
                 targets.append((referrer.key, referrer.id, false))
             }
         }
-        guard !targets.isEmpty else { return 0 }
         let chosen = targets.map { ($0.key, $0.id) }
-        return try await log.write { writer in
-            var count = 0
-            for (key, id) in chosen {
-                // Skip an entity that changed since it was listed: its newer change ships anyway.
-                guard try writer.current(key)?.id == id, var record = try writer.record(at: id) else { continue }
-                record.change.changeId = RandomID.make()
-                record.change.instanceId = writer.instanceId
-                record.originInstanceId = writer.instanceId
-                writer.append(record)
-                count += 1
-            }
-            return count
-        }.value
+        var count = 0
+        var next = 0
+        // In commits of at most 1000 changes or about 16 MB: one commit holding a whole blob
+        // sector of a large document would keep every other writer waiting behind it.
+        while next < chosen.count {
+            let from = next
+            let (issued, reached) = try await log.write { writer in
+                var issued = 0
+                var bytes = 0
+                var i = from
+                while i < chosen.count && issued < Self.requeueBatch && bytes < Self.requeueBytes {
+                    let (key, id) = chosen[i]
+                    i += 1
+                    // Skip an entity that changed since it was listed: its newer change ships anyway.
+                    guard try writer.current(key)?.id == id, var record = try writer.record(at: id) else { continue }
+                    record.change.changeId = RandomID.make()
+                    record.change.instanceId = writer.instanceId
+                    record.originInstanceId = writer.instanceId
+                    bytes += record.entity?.bytes.count ?? 0
+                    writer.append(record)
+                    issued += 1
+                }
+                return (issued, i)
+            }.value
+            count += issued
+            next = reached
+        }
+        return count
     }
+
+    static let requeueBatch = 1000
+    static let requeueBytes = 16 << 20
 
     /// The synced, unerased notes, attachments and revisions with the blob each points at: what
     /// keeps a blob alive in Trilium (a soft-deleted note still holds its blob; an erased one

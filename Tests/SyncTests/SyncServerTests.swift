@@ -42,6 +42,23 @@ private func change(_ name: EntityName, _ id: String, _ row: JSONObject?, hash: 
         }
     }
 
+    @Test func aLargeSectorIsReissuedInSeveralCommits() async throws {
+        try await withNode { node in
+            let server = SyncServer(log: node.log, applier: node.applier)
+            let records = (0..<2500).map { i in
+                note("a\(String(i, radix: 36))", at: "2025-01-01 00:00:00.000Z")
+            }
+            _ = try await node.applier.applyRemote(records, from: .recordInstance)
+            // The writer queue counts a commit just after acknowledging it: let it settle.
+            try await node.log.flushIndex()
+            let commits = node.log.commitCount
+            #expect(try await server.queueSector(.notes, sector: "a") == 2500)
+            try await node.log.flushIndex()
+            #expect(node.log.commitCount - commits == 3)
+            #expect(node.log.head == 5000)
+        }
+    }
+
     @Test func blobsNothingPointsAtAreLeftOutOfTheDigests() async throws {
         // Trilium deletes unreferenced blobs, with their entity_changes rows, before it hashes; a
         // node that counted them would differ from a Trilium peer at every check.
