@@ -45,7 +45,9 @@ extension Gateway {
     func login(_ request: Request) async throws -> Response {
         let object: JSONObject
         do {
-            object = try JSONParser.parseObject(try await body(request))
+            // Read before any credential is checked: a login is a few hundred bytes, and nobody
+            // gets to make the server buffer and parse megabytes without the secret.
+            object = try JSONParser.parseObject(try await body(request, limit: 16 << 10))
         } catch let error as CoreError {
             throw GatewayError.badRequest("the login body must be a JSON object: \(error)")
         }

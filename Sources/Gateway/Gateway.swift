@@ -93,13 +93,15 @@ public struct Gateway: Sendable {
 
     // MARK: - Helpers
 
-    func body(_ request: Request) async throws -> [UInt8] {
+    /// The request's body, refused with 413 past `limit` (by default the configured maximum).
+    func body(_ request: Request, limit: Int? = nil) async throws -> [UInt8] {
         var request = request
+        let limit = limit ?? configuration.maxBodyBytes
         do {
-            let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
+            let buffer = try await request.collectBody(upTo: limit)
             return Array(buffer.readableBytesView)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw GatewayError(.contentTooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes")
+            throw GatewayError(.contentTooLarge, "the body is larger than \(limit) bytes")
         }
     }
 

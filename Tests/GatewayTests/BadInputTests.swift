@@ -23,6 +23,10 @@ import TributaryTesting
 
     static let cases: [Case] = [
         Case(
+            name: "login: a body far larger than a login", method: .POST, path: "/api/login/sync",
+            body: #"{"timestamp":""# + String(repeating: "x", count: 20_000) + #""}"#, status: 413,
+            message: "larger than 16384"),
+        Case(
             name: "malformed JSON", method: .POST, path: "/api/changes", body: "[{", status: 400,
             message: "malformed JSON"),
         Case(
