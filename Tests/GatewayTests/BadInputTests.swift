@@ -134,7 +134,7 @@ import TributaryTesting
         (.PUT, "/api/sync/update"), (.GET, "/api/sync/changed?lastEntityChangeId=0"), (.POST, "/api/sync/finished"),
         (.GET, "/api/sync/check"), (.POST, "/api/sync/check-entity-changes"), (.POST, "/api/sync/queue-sector/notes/a"),
         (.GET, "/api/setup/sync-seed"), (.POST, "/api/changes"), (.GET, "/api/changes"), (.GET, "/api/status"),
-        (.GET, "/metrics"),
+        (.GET, "/metrics"), (.POST, "/api/verify"), (.POST, "/api/toast"),
     ]
 
     @Test func everyRouteButHealthSetupStatusAndStatsNeedsCredentials() async throws {
