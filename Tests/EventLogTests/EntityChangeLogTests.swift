@@ -224,10 +224,12 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
                 return NoSpace()
             }
             _ = try await log.append(SampleEvents(seed: 10).records(100))
+            let started = ContinuousClock.now
             try await Task.sleep(for: .seconds(1))
-            // 0.2, 0.4 and 0.8 s apart: a handful of attempts in a second, not a spin.
+            // 0.2, 0.4, 0.8 s… apart: a handful of attempts (about ten in a minute, should the
+            // machine be that busy), where a retry at once makes thousands a second.
             let made = attempts.withLock { $0 }
-            #expect(made >= 1 && made <= 5, "\(made) attempts")
+            #expect(made >= 1 && made <= 12, "\(made) attempts in \(started.duration(to: .now))")
             log.failIndexBatches(nil)
             try await log.flushIndex()
             #expect(log.indexStatus.overlayCount == 0)
