@@ -1,4 +1,5 @@
 public import EventLog
+import Logging
 public import TributaryCore
 
 /// The server side of Trilium's sync protocol (trilium-protocol.md §3), without HTTP: what a
@@ -7,6 +8,7 @@ public import TributaryCore
 public struct SyncServer: Sendable {
     public let log: EntityChangeLog
     public let applier: ChangeApplier
+    let logger = Logger(label: "tributary.sync")
 
     public init(log: EntityChangeLog, applier: ChangeApplier) {
         self.log = log
@@ -74,6 +76,12 @@ public struct SyncServer: Sendable {
     /// trilium-protocol.md §2.4). Counted here, each one would make its sector differ from a
     /// Trilium peer's at every check, and re-queueing it would never help. The log keeps them.
     public func entityHashes() throws -> [EntityName: [String: String]] {
+        let started = ContinuousClock.now
+        defer {
+            // As Trilium logs "Content hash computation took N ms": it runs on both sides of every
+            // cycle and reads every entity.
+            logger.debug("content hashes computed", metadata: ["sync.check.duration": "\(started.duration(to: .now))"])
+        }
         var sectors: [EntityName: [Character: [(id: String, hash: String, isErased: Bool)]]] = [:]
         var liveBlobs: [(id: String, hash: String)] = []
         try log.forEachCurrent { key, entry in
