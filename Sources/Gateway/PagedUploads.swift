@@ -8,7 +8,8 @@ import Synchronization
 /// nor finish another's. All open uploads together hold at most `maxBytes`: a client that
 /// starts uploads and never finishes them cannot grow the server's memory past it. A session
 /// syncs one cycle at a time (Trilium's sync mutex), so its page 0 abandons any upload of its
-/// own still open.
+/// own still open. Clients using the API token instead of a session count as one owner: two of
+/// them pushing paged requests at once would abandon each other's (Trilium peers log in).
 final class PagedUploads: Sendable {
     struct Upload {
         var createdAt: Double
