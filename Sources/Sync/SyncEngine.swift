@@ -382,8 +382,9 @@ public final class SyncEngine: Service, Sendable {
             // The same page would be refused at every retry: say which change, and wait for the
             // next interval instead of retrying at once.
             let change = records[error.index].change
+            let hint = error.cause.code == .tooLarge ? " (--max-entity-mib raises the limit)" : ""
             throw SyncFailure(
-                "\(peer.url) sent a change this node refuses (\(change.entityName.rawValue) \(change.entityId), changeId \(change.changeId)): \(error.cause); pulling stops there",
+                "\(peer.url) sent a change this node refuses (\(change.entityName.rawValue) \(change.entityId), changeId \(change.changeId)): \(error.cause)\(hint); pulling stops there",
                 isPermanent: true)
         }
         Counter(label: "tributary_sync_pulled_changes_total").increment(by: records.count)

@@ -24,6 +24,8 @@ public struct NodeConfiguration: Sendable {
     public var syncAutomatically = true
     /// How often each WebSocket is pinged; a socket silent until the next ping is closed.
     public var webSocketPing: Duration = .seconds(15)
+    /// Largest entity row accepted, from peers and from local writes.
+    public var maxEntityBytes = ChangeLimits().maxEntityBytes
 
     public init(
         dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,
@@ -47,6 +49,9 @@ public struct NodeConfiguration: Sendable {
         guard !host.isEmpty else { throw CredentialsError(message: "--host must not be empty") }
         guard syncVersion > 0 else { throw CredentialsError(message: "--sync-version must be positive") }
         guard maxBodyBytes >= 1 << 16 else { throw CredentialsError(message: "the body limit must be at least 64 KiB") }
+        guard maxEntityBytes >= 1 << 16 else {
+            throw CredentialsError(message: "the entity row limit must be at least 64 KiB")
+        }
         if let peer = syncPeer {
             guard peer.url.hasPrefix("http://") || peer.url.hasPrefix("https://") else {
                 throw CredentialsError(message: "--sync-server must be an http:// or https:// URL, got '\(peer.url)'")
@@ -85,7 +90,8 @@ public final class Node: Sendable {
         self.logger = logger
         credentials = try Credentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
         let store = try Store(
-            dataDirectory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
+            dataDirectory: configuration.dataDirectory, durability: configuration.durability,
+            limits: ChangeLimits(maxEntityBytes: configuration.maxEntityBytes), logger: logger)
         self.store = store
         let messages = statusMessages
         store.projections?.onRebuild { reason in

@@ -3,7 +3,7 @@ import Foundation
 public import Logging
 public import Projections
 public import Sync
-import TributaryCore
+public import TributaryCore
 
 /// One node's data directory, opened: the log and the apply path over it.
 ///
@@ -39,7 +39,7 @@ public final class Store: Sendable {
     /// - Throws: `EventLogError` (`.directoryInUse`, `.alreadyOpen`, `.notFound`, …).
     public init(
         dataDirectory: String, readOnly: Bool = false, durability: Durability = .fsync,
-        logConfiguration: EntityChangeLog.Configuration = .init(), logger: Logger
+        logConfiguration: EntityChangeLog.Configuration = .init(), limits: ChangeLimits = .init(), logger: Logger
     ) throws {
         self.dataDirectory = dataDirectory
         self.logger = logger
@@ -47,7 +47,7 @@ public final class Store: Sendable {
         configuration.readOnly = readOnly
         configuration.fsync = durability == .fsync
         log = try EntityChangeLog(directory: Store.logPath(dataDirectory), configuration: configuration, logger: logger)
-        applier = ChangeApplier(log: log)
+        applier = ChangeApplier(log: log, limits: limits)
         let viewsPath = ViewStore.path(inDataDirectory: dataDirectory)
         do {
             if readOnly {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Sync
 import Tributary
+import TributaryCore
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,6 +21,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Trilium's SYNC_VERSION; peers must match it exactly.") var syncVersion: Int = 36
     @Option(help: "fsync or none.") var durability: DurabilityOption = .fsync
     @Option(help: "Largest request body in MiB.") var maxBodyMib: Int = 32
+    @Option(help: "Largest entity row accepted, in MiB, from peers and local writes (a big attachment's blob).")
+    var maxEntityMib: Int = 32
     @Option(help: "Also sync to this node (its URL), every interval and soon after local writes.") var syncServer:
         String?
     @Option(help: "The document secret of the sync server (its credentials.json).") var documentSecret: String?
@@ -34,10 +37,11 @@ struct ServeCommand: AsyncParsableCommand {
         let peer = syncServer.map {
             SyncPeer(url: $0, documentSecret: documentSecret ?? "", syncVersion: syncVersion, fullHistory: fullHistory)
         }
-        let configuration = NodeConfiguration(
+        var configuration = NodeConfiguration(
             dataDirectory: options.data, host: host, port: port, syncVersion: syncVersion,
             durability: durability.value, maxBodyBytes: maxBodyMib << 20, syncPeer: peer,
             syncInterval: .seconds(syncInterval))
+        configuration.maxEntityBytes = maxEntityMib << 20
         let node: Node
         do {
             node = try Node(configuration: configuration, logger: logger)
@@ -90,8 +94,10 @@ struct SyncCommand: AsyncParsableCommand {
     @Option(help: "The peer's document secret (its credentials.json).") var documentSecret: String
     @Option(help: "Trilium's SYNC_VERSION.") var syncVersion: Int = 36
     @Flag(help: "Pull and push every change, not only each entity's latest (Tributary peers).") var fullHistory = false
+    @Option(help: "Largest entity row accepted from the peer, in MiB.") var maxEntityMib: Int = 32
 
     func validate() throws {
+        guard maxEntityMib >= 1 else { throw ValidationError("--max-entity-mib must be at least 1") }
         guard peer.hasPrefix("http://") || peer.hasPrefix("https://") else {
             throw ValidationError("--peer must be an http(s) URL")
         }
@@ -99,7 +105,7 @@ struct SyncCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try openForWriting(options.data)
+        let store = try openForWriting(options.data, limits: ChangeLimits(maxEntityBytes: maxEntityMib << 20))
         defer { store.close() }
         let engine: SyncEngine
         do {

@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import Logging
 import Tributary
+import TributaryCore
 
 /// Opens a data directory for writing (views included).
-func openForWriting(_ data: String) throws -> Store {
+func openForWriting(_ data: String, limits: ChangeLimits = .init()) throws -> Store {
     do {
-        return try Store(dataDirectory: data, logger: Logger(label: "tributary"))
+        return try Store(dataDirectory: data, limits: limits, logger: Logger(label: "tributary"))
     } catch {
         throw fail("\(error)")
     }

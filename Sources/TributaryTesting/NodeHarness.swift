@@ -16,7 +16,8 @@ public struct RunningNode: Sendable {
 
 /// Starts a node in `dataDirectory`, runs `body`, then shuts it down gracefully.
 public func withNode<R: Sendable>(
-    dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, port: Int = 0,
+    dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, maxEntityBytes: Int = 32 << 20,
+    port: Int = 0,
     syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(3600), syncAutomatically: Bool = false,
     webSocketPing: Duration = .seconds(15), logger: Logger = Logger(label: "node"),
     _ body: (RunningNode) async throws -> R
@@ -26,6 +27,7 @@ public func withNode<R: Sendable>(
         maxBodyBytes: maxBodyBytes, syncPeer: syncPeer, syncInterval: syncInterval)
     configuration.syncAutomatically = syncAutomatically
     configuration.webSocketPing = webSocketPing
+    configuration.maxEntityBytes = maxEntityBytes
     let node = try Node(configuration: configuration, logger: logger)
     defer { node.close() }
     let client = HTTPClient(eventLoopGroupProvider: .singleton)

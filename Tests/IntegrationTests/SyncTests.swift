@@ -277,6 +277,29 @@ extension NodeSyncTests {
         }
     }
 
+    @Test func aNodeTakesRowsUpToItsConfiguredLimit() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                // A 100 KB row (a blob of a big attachment, in Trilium, can be hundreds of MB).
+                let big = String(repeating: "x", count: 100_000)
+                try await write(hub, [("bignote00001", big)])
+                try await withNode(dataDirectory: dir + "/small", maxEntityBytes: 64 << 10, syncPeer: peer(hub)) {
+                    small in
+                    let failure = try #require(await small.node.syncEngine!.syncOnce().failure)
+                    #expect(failure.isPermanent)
+                    #expect(failure.message.contains("--max-entity-mib"), "\(failure)")
+                }
+                try await withNode(dataDirectory: dir + "/large", maxEntityBytes: 1 << 20, syncPeer: peer(hub)) {
+                    large in
+                    let outcome = await large.node.syncEngine!.syncOnce()
+                    #expect(outcome.succeeded, "\(String(describing: outcome.failure))")
+                    let pulled = try large.node.store.log.current(EntityKey(.notes, "bignote00001"))
+                    #expect(pulled != nil)
+                }
+            }
+        }
+    }
+
     @Test func writesDoNotWakeAnEngineStoppedByAWrongSecret() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/hub") { hub in
