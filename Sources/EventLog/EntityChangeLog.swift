@@ -198,7 +198,7 @@ public final class EntityChangeLog: Sendable {
     private func rebuildOverlay() throws {
         var cursor = overlay.withLock { $0.checkpoint }
         let chunk = configuration.readOnly ? 100_000 : max(1, min(100_000, configuration.overlayLimit / 2))
-        var indexed = 0
+        var scanned = 0
         while true {
             var n = 0
             try read { txn in
@@ -217,17 +217,16 @@ public final class EntityChangeLog: Sendable {
                     }
                 }
             }
+            scanned += n
             if !configuration.readOnly {
-                while overlay.withLock({ $0.count }) >= configuration.overlayLimit / 2 {
-                    let before = overlay.withLock { $0.count }
-                    try indexBatch()
-                    indexed += before - overlay.withLock { $0.count }
-                }
+                while overlay.withLock({ $0.count }) >= configuration.overlayLimit / 2 { try indexBatch() }
             }
             if n < chunk { break }
         }
+        // Every change scanned went into the overlay; those no longer in it were indexed.
         let count = overlay.withLock { $0.count }
-        if count > 0 || indexed > 0 {
+        let indexed = scanned - count
+        if scanned > 0 {
             logger.info(
                 "rebuilt the index overlay from the log",
                 metadata: ["log.overlay.count": "\(count)", "log.indexed": "\(indexed)"])

@@ -56,8 +56,7 @@ final class PagedUploads: Sendable {
                         "page \(pageIndex) of request \(requestId) is out of order (expected \(upload.nextIndex) of \(upload.pageCount))"
                     ))
             }
-            let held = u.values.reduce(0) { $0 + $1.bytes.count }
-            guard held + upload.bytes.count + page.count <= maxBytes else {
+            guard Self.bytesHeld(u) + upload.bytes.count + page.count <= maxBytes else {
                 return .failure(
                     GatewayError(
                         .contentTooLarge,
@@ -74,6 +73,10 @@ final class PagedUploads: Sendable {
 
     /// Open uploads and the bytes they hold (for tests and status).
     var usage: (uploads: Int, bytes: Int) {
-        uploads.withLock { u in (u.count, u.values.reduce(0) { $0 + $1.bytes.count }) }
+        uploads.withLock { u in (u.count, Self.bytesHeld(u)) }
+    }
+
+    private static func bytesHeld(_ uploads: [Key: Upload]) -> Int {
+        uploads.values.reduce(0) { $0 + $1.bytes.count }
     }
 }

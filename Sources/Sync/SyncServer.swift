@@ -83,11 +83,11 @@ public struct SyncServer: Sendable {
             logger.debug("content hashes computed", metadata: ["sync.check.duration": "\(started.duration(to: .now))"])
         }
         var sectors: [EntityName: [Character: [(id: String, hash: String, isErased: Bool)]]] = [:]
-        var liveBlobs: [(id: String, hash: String)] = []
+        var liveBlobs: [(sector: Character, id: String, hash: String)] = []
         try log.forEachCurrent { key, entry in
             guard entry.isSynced, key.name != .noteReordering, let sector = key.id.first else { return }
             if key.name == .blobs && !entry.isErased {
-                liveBlobs.append((key.id, entry.hash))
+                liveBlobs.append((sector, key.id, entry.hash))
                 return
             }
             sectors[key.name, default: [:]][sector, default: []].append((key.id, entry.hash, entry.isErased))
@@ -95,7 +95,7 @@ public struct SyncServer: Sendable {
         if !liveBlobs.isEmpty {
             let referenced = Set(try blobReferrers().map(\.blobId))
             for blob in liveBlobs where referenced.contains(blob.id) {
-                sectors[.blobs, default: [:]][blob.id.first!, default: []].append((blob.id, blob.hash, false))
+                sectors[.blobs, default: [:]][blob.sector, default: []].append((blob.id, blob.hash, false))
             }
         }
         var digests: [EntityName: [String: String]] = [:]

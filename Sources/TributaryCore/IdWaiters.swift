@@ -44,20 +44,17 @@ public final class IdWaiters: Sendable {
             group.addTask {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                        let outcome = self.state.withLock { s -> Result<Bool, CancellationError> in
-                            if reached() >= id { return .success(true) }
+                        // nil: registered, to be resumed by `resume(upTo:)` or the cancellation handler.
+                        let now = self.state.withLock { s -> Result<Void, any Error>? in
+                            if reached() >= id { return .success(()) }
                             // Cancelled before registering: the handler below has already run and
                             // found nothing to resume, so nothing would resume this one. (A task is
                             // marked cancelled before its handlers run, and they take this lock.)
                             if Task.isCancelled { return .failure(CancellationError()) }
                             s.waiters[token] = (id, continuation)
-                            return .success(false)
+                            return nil
                         }
-                        switch outcome {
-                        case .success(true): continuation.resume()
-                        case .success(false): break
-                        case .failure(let error): continuation.resume(throwing: error)
-                        }
+                        if let now { continuation.resume(with: now) }
                     }
                 } onCancel: {
                     self.state.withLock { $0.waiters.removeValue(forKey: token)?.1 }?.resume(
