@@ -80,6 +80,21 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
     #expect(result.status == 200, "\(result.text)")
 }
 
+/// 12 000 notes of ~1 KB (13 MB): far more than a stalled socket's buffers (256 KB receive, the
+/// server's send buffer, one frame) hold.
+func postMoreThanAStalledSocketHolds(_ node: RunningNode) async throws {
+    for start in stride(from: 0, to: 12_000, by: 1000) {
+        try await post(node, notes(start..<(start + 1000), padding: 1000))
+    }
+}
+
+/// The `webSockets` member of `GET /api/status`.
+func webSocketStatus(_ node: RunningNode) async throws -> JSONObject? {
+    let status = try JSONParser.parseObject(
+        Array(try await node.request(.GET, "/api/status", headers: [node.bearer]).text.utf8))
+    return status["webSockets"]?.objectValue
+}
+
 @Suite(.timeLimit(.minutes(3))) struct WebSocketTests {
     @Test func aSubscriberFromZeroGetsEveryIdOnceInOrderWhileAWriterAppends() async throws {
         try await withTemporaryDirectory { dir in
@@ -194,16 +209,10 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 let stalled = try await StalledSocket.open(
                     port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
                 defer { stalled.close() }
-                // 13 MB, far more than the stalled socket's buffers (256 KB receive, the server's send
-                // buffer, one frame) hold.
-                for start in stride(from: 0, to: 12_000, by: 1000) {
-                    try await post(node, notes(start..<(start + 1000), padding: 1000))
-                }
+                try await postMoreThanAStalledSocketHolds(node)
                 let other = try await rawSocket(node) { $0.ids.last == 12_000 }
                 #expect(other.ids == Array(1...12_000))
-                let status = try JSONParser.parseObject(
-                    Array(try await node.request(.GET, "/api/status", headers: [node.bearer]).text.utf8))
-                let sockets = try #require(status["webSockets"]?.objectValue)
+                let sockets = try #require(try await webSocketStatus(node))
                 #expect(sockets["open"]?.intValue == 1)
                 // All the server holds for it is a position where the buffers filled, and one frame.
                 let slowest = try #require(sockets["slowestCursor"]?.intValue)
@@ -224,15 +233,9 @@ func post(_ node: RunningNode, _ batch: [JSONValue]) async throws {
                 let stalled = try await StalledSocket.open(
                     port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
                 defer { stalled.close() }
-                func openSockets() async throws -> Int? {
-                    let status = try JSONParser.parseObject(
-                        Array(try await node.request(.GET, "/api/status", headers: [node.bearer]).text.utf8))
-                    return status["webSockets"]?.objectValue?["open"]?.intValue
-                }
+                func openSockets() async throws -> Int? { try await webSocketStatus(node)?["open"]?.intValue }
                 #expect(try await openSockets() == 1)
-                for start in stride(from: 0, to: 12_000, by: 1000) {
-                    try await post(node, notes(start..<(start + 1000), padding: 1000))
-                }
+                try await postMoreThanAStalledSocketHolds(node)
                 let deadline = ContinuousClock.now + .seconds(30)
                 while try await openSockets() != 0 && ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(100))
