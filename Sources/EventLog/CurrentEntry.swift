@@ -62,14 +62,45 @@ enum IndexCoding {
         return bytes
     }
 
+    /// nil: not a value this layout writes (ids start at 1, two flag bits, a hash of 1-64
+    /// printable ASCII characters, as the apply path validates it).
     static func currentEntry(fromValue v: UnsafeRawBufferPointer) -> CurrentEntry? {
-        guard v.count >= 17, let id = id(fromKey: UnsafeRawBufferPointer(rebasing: v[0..<8])) else { return nil }
+        guard v.count >= 18, v.count <= 17 + 64, v[8] & ~3 == 0,
+            let id = id(fromKey: UnsafeRawBufferPointer(rebasing: v[0..<8])), id != .zero,
+            v[17...].allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+        else { return nil }
         var ms: Int64 = 0
         withUnsafeMutableBytes(of: &ms) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: v[9..<17])) }
         return CurrentEntry(
             id: id, isErased: v[8] & 1 != 0,
             hash: String(decoding: UnsafeRawBufferPointer(rebasing: v[17...]), as: UTF8.self),
             utcDateChanged: UTCDateTime(millisecondsSinceEpoch: Int64(littleEndian: ms)), isSynced: v[8] & 2 == 0)
+    }
+}
+
+extension IndexCoding {
+    /// A stored `current` value; damage is an error, never a missing entry: the conflict rule
+    /// would take a damaged entity for a new one.
+    static func storedCurrent(_ value: UnsafeRawBufferPointer, of key: EntityKey) throws(EventLogError) -> CurrentEntry
+    {
+        guard let entry = currentEntry(fromValue: value) else { throw .corruptIndex("the current entry of \(key)") }
+        return entry
+    }
+
+    /// A stored `changeIds` value: the id, 8 bytes.
+    static func storedChangeID(_ value: UnsafeRawBufferPointer, of changeId: String) throws(EventLogError)
+        -> EntityChangeID
+    {
+        guard let id = id(fromKey: value), id != .zero else { throw .corruptIndex("the entry of changeId \(changeId)") }
+        return id
+    }
+
+    /// A stored `current` key.
+    static func storedEntityKey(_ key: UnsafeRawBufferPointer) throws(EventLogError) -> EntityKey {
+        guard let entityKey = entityKey(fromCurrentKey: key) else {
+            throw .corruptIndex("a key of the current index (\(key.count) bytes)")
+        }
+        return entityKey
     }
 }
 

@@ -361,7 +361,7 @@ public final class EntityChangeLog: Sendable {
         // indexer has just moved to disk is then visible in the transaction.
         return try read { txn in
             try IndexCoding.currentKey(key).withUnsafeBytes { k in
-                try txn.get(currentDB, k).flatMap(IndexCoding.currentEntry(fromValue:))
+                try txn.get(currentDB, k).map { v throws(EventLogError) in try IndexCoding.storedCurrent(v, of: key) }
             }
         }
     }
@@ -371,7 +371,11 @@ public final class EntityChangeLog: Sendable {
         if let error = overlayError.withLock({ $0 }) { throw error }
         if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
         return try read { txn in
-            try changeId.withBytes { k in try txn.get(changeIdsDB, k).flatMap(IndexCoding.id(fromKey:)) }
+            try changeId.withBytes { k in
+                try txn.get(changeIdsDB, k).map { v throws(EventLogError) in
+                    try IndexCoding.storedChangeID(v, of: changeId)
+                }
+            }
         }
     }
 
@@ -389,12 +393,10 @@ public final class EntityChangeLog: Sendable {
             let start = name.map { [$0.code] } ?? []
             try start.withUnsafeBytes { prefix in
                 try txn.scan(currentDB, from: name == nil ? nil : prefix) { key, value in
-                    guard let entityKey = IndexCoding.entityKey(fromCurrentKey: key) else { return true }
+                    let entityKey = try IndexCoding.storedEntityKey(key)
                     if let name, entityKey.name != name { return false }
-                    guard pending[entityKey] == nil, let entry = IndexCoding.currentEntry(fromValue: value) else {
-                        return true
-                    }
-                    try body(entityKey, entry)
+                    guard pending[entityKey] == nil else { return true }
+                    try body(entityKey, try IndexCoding.storedCurrent(value, of: entityKey))
                     return true
                 }
             }
@@ -413,10 +415,10 @@ public final class EntityChangeLog: Sendable {
         }
         try read { txn in
             try txn.scan(currentDB, from: nil) { key, value in
-                guard let entityKey = IndexCoding.entityKey(fromCurrentKey: key),
-                    let entry = IndexCoding.currentEntry(fromValue: value)
-                else { return true }
-                if pending[entityKey] == nil { count(entityKey.name, entry.isErased) }
+                let entityKey = try IndexCoding.storedEntityKey(key)
+                if pending[entityKey] == nil {
+                    count(entityKey.name, try IndexCoding.storedCurrent(value, of: entityKey).isErased)
+                }
                 return true
             }
         }
@@ -447,13 +449,16 @@ public final class EntityChangeLog: Sendable {
     func indexedCurrent(_ key: EntityKey, txn: TransactionRef) throws -> CurrentEntry? {
         if let entry = overlay.withLock({ $0.currentEntry(key) }) { return entry }
         return try IndexCoding.currentKey(key).withUnsafeBytes { k in
-            try txn.get(currentDB, k).flatMap(IndexCoding.currentEntry(fromValue:))
+            try txn.get(currentDB, k).map { v throws(EventLogError) in try IndexCoding.storedCurrent(v, of: key) }
         }
     }
 
     func indexedChangeID(_ changeId: String, txn: TransactionRef) throws -> EntityChangeID? {
         if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
-        return try changeId.withBytes { k in try txn.get(changeIdsDB, k).flatMap(IndexCoding.id(fromKey:)) }
+        return try changeId.withBytes { k in
+            try txn.get(changeIdsDB, k).map { v throws(EventLogError) in try IndexCoding.storedChangeID(v, of: changeId)
+            }
+        }
     }
 
     func storedRecord(_ id: EntityChangeID, txn: TransactionRef) throws -> ChangeRecord? {

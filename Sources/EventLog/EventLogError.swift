@@ -10,6 +10,8 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
 
         /// A record failed its checksum or could not be decoded; `id` names it.
         public static let corruptRecord = Code("corruptRecord")
+        /// An entry of the `current` or `changeIds` index could not be decoded.
+        public static let corruptIndex = Code("corruptIndex")
         /// Another process has the data directory open for writing.
         public static let directoryInUse = Code("directoryInUse")
         /// This process already has the data directory open.
@@ -45,6 +47,12 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
         EventLogError(
             .corruptRecord,
             "record \(id) is corrupt: \(why); run 'tributary verify' to list every damaged record", id: id)
+    }
+
+    static func corruptIndex(_ what: String) -> EventLogError {
+        EventLogError(
+            .corruptIndex,
+            "the log's index is damaged: \(what) cannot be decoded; 'tributary verify' lists what is damaged")
     }
 
     /// - Parameter directory: where the failed write went. A full disk often surfaces as EIO from

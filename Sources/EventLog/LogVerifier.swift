@@ -104,13 +104,14 @@ extension EntityChangeLog {
             // `current` against the log. An index batch writes each entity's newest entry, which
             // may be past the checkpoint; the overlay covers the rest until the next batch.
             for (key, s) in seen {
-                let stored = try IndexCoding.currentKey(key).withUnsafeBytes {
-                    try txn.get(currentDB, $0).flatMap(IndexCoding.currentEntry(fromValue:))
-                }
-                guard let stored else {
+                guard let value = try IndexCoding.currentKey(key).withUnsafeBytes({ try txn.get(currentDB, $0) }) else {
                     if s.latestIndexed != nil {
                         report.add(.currentIndex, s.latest.id, "current has no entry for \(key)")
                     }
+                    continue
+                }
+                guard let stored = IndexCoding.currentEntry(fromValue: value) else {
+                    report.add(.currentIndex, s.latest.id, "current's entry for \(key) cannot be decoded")
                     continue
                 }
                 if stored.id == s.latest.id {
@@ -149,7 +150,11 @@ extension EntityChangeLog {
                 try txn.scan(currentDB, from: nil) { k, v in
                     // An entry of a damaged record was reported with that record.
                     if let entry = IndexCoding.currentEntry(fromValue: v), corrupt.contains(entry.id) { return true }
-                    if let key = IndexCoding.entityKey(fromCurrentKey: k), seen[key] == nil {
+                    guard let key = IndexCoding.entityKey(fromCurrentKey: k) else {
+                        report.add(.currentIndex, nil, "current has a key of \(k.count) bytes that names no entity")
+                        return true
+                    }
+                    if seen[key] == nil {
                         report.add(.currentIndex, nil, "current has \(key), which no record in the log has")
                     }
                     return true

@@ -63,6 +63,46 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    /// A damaged `current` entry is an error naming the entity, never a missing entry (the
+    /// conflict rule would take the entity for a new one), and verify reports it.
+    @Test func aDamagedIndexEntryIsAnErrorNotAnAbsence() async throws {
+        try await withTemporaryDirectory { dir in
+            var records = SampleEvents().records(50)
+            let target = try #require(records.firstIndex { !$0.change.isErased })
+            // A hash found nowhere else in the file marks the entity's record and index entry.
+            let marker = "IDXMARK7q3"
+            records[target].change.hash = marker
+            let key = records[target].change.key
+            do {
+                let log = try openLog(dir)
+                _ = try await log.append(records)
+                try await log.flushIndex()
+                log.close()
+            }
+            let file = URL(fileURLWithPath: dir + "/log/data.mdb")
+            var bytes = try Data(contentsOf: file)
+            // In the record the hash follows its length byte (10); in the index entry, the top
+            // byte of a 2024 timestamp (0), nine bytes after the entry's flags.
+            let marks = bytes.ranges(of: Data(marker.utf8)).map(\.lowerBound)
+            #expect(marks.count == 2)
+            let inIndex = try #require(marks.first { bytes[$0 - 1] == 0 })
+            bytes[inIndex - 9] = 0xF0
+            try bytes.write(to: file)
+
+            let log = try openLog(dir)
+            defer { log.close() }
+            let error = try #require(throws: EventLogError.self) { try log.current(key) }
+            #expect(error.code == .corruptIndex)
+            #expect(error.message.contains("\(key)"), "\(error)")
+            #expect(throws: EventLogError.self) { try log.forEachCurrent { _, _ in } }
+            let other = records[(target + 1) % records.count].change
+            #expect(try log.current(other.key)?.hash == other.hash)
+            let report = try log.verify()
+            #expect(!report.isSound)
+            #expect(report.problems.map(\.message) == ["current's entry for \(key) cannot be decoded"])
+        }
+    }
+
     /// Lookups are exact whether an entry is in the overlay, on disk, or rebuilt after reopening
     /// without indexing (what a crash between append and index batch leaves).
     @Test func lookupsStayExactWhileTheIndexerLags() async throws {
