@@ -29,7 +29,7 @@ extension Gateway {
             try requireSession(request)
             return noContent()
         }
-        router.get("/api/sync/check") { request, _ in try check(request) }
+        router.get("/api/sync/check") { request, _ in try await check(request) }
         router.post("/api/sync/check-entity-changes") { request, _ in
             // Trilium repairs entity_changes rows that lost their entity (or vice versa); an
             // append-only log cannot get into that state, so there is nothing to fix.
@@ -163,9 +163,9 @@ extension Gateway {
     }
 
     /// `GET /api/sync/check` — per entity name and sector, a digest of the entities' hashes.
-    func check(_ request: Request) throws -> Response {
+    func check(_ request: Request) async throws -> Response {
         try requireSession(request)
-        let digests = try server.entityHashes()
+        let digests = try await server.entityHashes()
         var hashes = JSONObject()
         for name in digests.keys.sorted() {
             var sectors = JSONObject()

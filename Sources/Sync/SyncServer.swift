@@ -75,7 +75,13 @@ public struct SyncServer: Sendable {
     /// blobs, with their entity_changes rows, just before it hashes (`eraseUnusedBlobs`,
     /// trilium-protocol.md §2.4). Counted here, each one would make its sector differ from a
     /// Trilium peer's at every check, and re-queueing it would never help. The log keeps them.
-    public func entityHashes() throws -> [EntityName: [String: String]] {
+    ///
+    /// It reads every entity (seconds at a million), so it runs off the cooperative pool.
+    public func entityHashes() async throws -> [EntityName: [String: String]] {
+        try await offloaded { [self] in try computeEntityHashes() }
+    }
+
+    private func computeEntityHashes() throws -> [EntityName: [String: String]] {
         let started = ContinuousClock.now
         defer {
             // As Trilium logs "Content hash computation took N ms": it runs on both sides of every
@@ -123,19 +129,7 @@ public struct SyncServer: Sendable {
     /// entity pointing at it. Blobs nothing points at are not re-issued (see `entityHashes`).
     /// Returns how many were re-issued.
     public func queueSector(_ name: EntityName, sector: String) async throws -> Int {
-        var targets: [(key: EntityKey, id: EntityChangeID, isErased: Bool)] = []
-        try log.forEachCurrent(of: name) { key, entry in
-            if entry.isSynced, key.id.hasPrefix(sector) { targets.append((key, entry.id, entry.isErased)) }
-        }
-        if name == .blobs {
-            let referrers = try blobReferrers()
-            let referenced = Set(referrers.map(\.blobId))
-            targets.removeAll { !$0.isErased && !referenced.contains($0.key.id) }
-            for referrer in referrers where referrer.blobId.hasPrefix(sector) {
-                targets.append((referrer.key, referrer.id, false))
-            }
-        }
-        let chosen = targets.map { ($0.key, $0.id) }
+        let chosen = try await offloaded { [self] in try sectorMembers(name, sector: sector) }
         var count = 0
         var next = 0
         // In commits of at most 1000 changes or about 16 MB: one commit holding a whole blob
@@ -164,6 +158,24 @@ public struct SyncServer: Sendable {
             next = reached
         }
         return count
+    }
+
+    /// What `queueSector` re-issues, listed from every entity of `name` (and, for blobs, of
+    /// their referrers).
+    private func sectorMembers(_ name: EntityName, sector: String) throws -> [(EntityKey, EntityChangeID)] {
+        var targets: [(key: EntityKey, id: EntityChangeID, isErased: Bool)] = []
+        try log.forEachCurrent(of: name) { key, entry in
+            if entry.isSynced, key.id.hasPrefix(sector) { targets.append((key, entry.id, entry.isErased)) }
+        }
+        if name == .blobs {
+            let referrers = try blobReferrers()
+            let referenced = Set(referrers.map(\.blobId))
+            targets.removeAll { !$0.isErased && !referenced.contains($0.key.id) }
+            for referrer in referrers where referrer.blobId.hasPrefix(sector) {
+                targets.append((referrer.key, referrer.id, false))
+            }
+        }
+        return targets.map { ($0.key, $0.id) }
     }
 
     static let requeueBatch = 1000

@@ -1,6 +1,7 @@
 public import EventLog
 import Foundation
 public import Projections
+import Sync
 import TributaryCore
 
 /// `tributary verify`'s result: the log check, in words.
@@ -12,8 +13,12 @@ public struct VerifyOutcome: Sendable {
     /// Views this node keeps that were never built (an import stopped before it built them).
     public var unbuiltViews: [String] = []
 
-    public init(store: Store, from: UInt64, checkViews: Bool = true, progress: ((UInt64) -> Void)? = nil) async throws {
-        report = try store.log.verify(from: EntityChangeID(from)) { progress?($0.rawValue) }
+    public init(
+        store: Store, from: UInt64, checkViews: Bool = true, progress: (@Sendable (UInt64) -> Void)? = nil
+    ) async throws {
+        // Every record is read: minutes for a large log, on a thread of its own.
+        let log = store.log
+        report = try await offloaded { try log.verify(from: EntityChangeID(from)) { progress?($0.rawValue) } }
         if checkViews, let views = store.views {
             viewDifferences = try await ViewVerifier.verify(
                 log: store.log, views: views, scratchDirectory: NSTemporaryDirectory())

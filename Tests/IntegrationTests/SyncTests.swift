@@ -19,8 +19,8 @@ func contentState(_ node: RunningNode) throws -> [EntityKey: String] {
     return state
 }
 
-func sectorDigests(_ node: RunningNode) throws -> [EntityName: [String: String]] {
-    try SyncServer(log: node.node.store.log, applier: node.node.store.applier).entityHashes()
+func sectorDigests(_ node: RunningNode) async throws -> [EntityName: [String: String]] {
+    try await SyncServer(log: node.node.store.log, applier: node.node.store.applier).entityHashes()
 }
 
 /// The `trilium` view's table digests once the view has caught up.
@@ -64,7 +64,7 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                     #expect(first.pushed == 630)
                     #expect(first.pulled == 720)
                     #expect(try contentState(hub) == contentState(spoke))
-                    #expect(try sectorDigests(hub) == sectorDigests(spoke))
+                    #expect(try await sectorDigests(hub) == sectorDigests(spoke))
                     #expect(try await viewDigests(hub) == viewDigests(spoke))
                     let again = await engine.syncOnce()
                     #expect(again.succeeded && again.pushed == 0 && again.pulled == 0)
@@ -175,7 +175,7 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                         #expect(try spoke.node.store.log.current(record.change.key) != nil, "\(record.change.key)")
                     }
                     #expect(try spoke.node.store.log.current(EntityKey(.blobs, "lostblob0001")) != nil)
-                    #expect(try sectorDigests(hub) == sectorDigests(spoke))
+                    #expect(try await sectorDigests(hub) == sectorDigests(spoke))
                 }
             }
         }

@@ -93,8 +93,8 @@ private func change(_ name: EntityName, _ id: String, _ row: JSONObject?, hash: 
             _ = try await without.applier.applyRemote(shared, from: .recordInstance)
             let a = SyncServer(log: withOrphans.log, applier: withOrphans.applier)
             let b = SyncServer(log: without.log, applier: without.applier)
-            let digests = try a.entityHashes()
-            #expect(digests == (try b.entityHashes()))
+            let digests = try await a.entityHashes()
+            #expect(digests == (try await b.entityHashes()))
             #expect(digests[.blobs]?.keys.sorted() == ["b"], "the x sector holds only an orphan")
 
             // Re-queueing the sector re-issues the live blobs, the tombstone and what points at
