@@ -196,7 +196,9 @@ public final class SyncEngine: Service, Sendable {
     /// Releases the HTTP client; call once, after the last cycle.
     public func close() {
         let done = DispatchSemaphore(value: 0)
-        client.shutdown(queue: .global()) { _ in done.signal() }
+        // Called back on a queue of its own: on Linux `.global()` runs on the cooperative pool's
+        // threads, the ones this wait may be holding.
+        client.shutdown(queue: DispatchQueue(label: "tributary.sync.shutdown")) { _ in done.signal() }
         done.wait()
     }
 
