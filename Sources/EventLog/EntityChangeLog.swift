@@ -32,6 +32,11 @@ public final class EntityChangeLog: Sendable {
         public var indexIdleDelay: Duration = .milliseconds(100)
         /// Open for reading only (another process may be writing).
         public var readOnly = false
+        /// Empty `current` and `changeIds` on open and index the whole log again (`tributary
+        /// reindex`, the remedy for a damaged index). The log's records are not touched.
+        public var rebuildIndexes = false
+        /// Told how far the open has read the changes after the index checkpoint, and the head.
+        public var openProgress: (@Sendable (_ read: EntityChangeID, _ head: EntityChangeID) -> Void)?
 
         public init() {}
     }
@@ -108,7 +113,7 @@ public final class EntityChangeLog: Sendable {
             metaDB = env.database("meta")
             let (instanceId, checkpoint, head) = try EntityChangeLog.prepare(
                 env: env, changes: changesDB, current: currentDB, changeIds: changeIdsDB, meta: metaDB,
-                readOnly: configuration.readOnly, logger: logger)
+                configuration: configuration, logger: logger)
             self.instanceId = instanceId
             notifier = CommitNotifier(head: head)
             overlay = Mutex(IndexOverlay(configuration, checkpoint: checkpoint))
@@ -135,10 +140,10 @@ public final class EntityChangeLog: Sendable {
     /// Reads (or on first open, writes) the format, identity and index checkpoint.
     private static func prepare(
         env: Environment, changes: Database, current: Database, changeIds: Database, meta: Database,
-        readOnly: Bool, logger: Logger
+        configuration: Configuration, logger: Logger
     ) throws -> (String, EntityChangeID, EntityChangeID) {
         func metaString(_ v: UnsafeRawBufferPointer?) -> String? { v.map { String(decoding: $0, as: UTF8.self) } }
-        if readOnly {
+        if configuration.readOnly {
             let txn = try ReadTransaction(env)
             let format = try MetaKey.format.withBytes { try txn.get(meta, $0) }.flatMap(metaString)
             try checkFormat(format)
@@ -162,12 +167,16 @@ public final class EntityChangeLog: Sendable {
             try MetaKey.indexCheckpoint.withBytes { try txn.get(meta, $0) }
             .flatMap(IndexCoding.id(fromKey:)) ?? .zero
         let head = try txn.last(changes).flatMap { IndexCoding.id(fromKey: $0.key) } ?? .zero
-        if checkpoint > head {
-            // Only possible after losing unsynced commits (fsync off): the indexes describe
-            // changes that are gone, so rebuild them from the log.
-            logger.warning(
-                "index checkpoint is past the log head; rebuilding indexes",
-                metadata: ["log.index.checkpoint": "\(checkpoint)", "log.head": "\(head)"])
+        if checkpoint > head || configuration.rebuildIndexes {
+            if configuration.rebuildIndexes {
+                logger.info("rebuilding the indexes from the log, as asked", metadata: ["log.head": "\(head)"])
+            } else {
+                // Only possible after losing unsynced commits (fsync off): the indexes describe
+                // changes that are gone, so rebuild them from the log.
+                logger.warning(
+                    "index checkpoint is past the log head; rebuilding indexes",
+                    metadata: ["log.index.checkpoint": "\(checkpoint)", "log.head": "\(head)"])
+            }
             try txn.empty(current)
             try txn.empty(changeIds)
             checkpoint = .zero
@@ -218,6 +227,7 @@ public final class EntityChangeLog: Sendable {
                 }
             }
             scanned += n
+            configuration.openProgress?(cursor, head)
             if !configuration.readOnly {
                 while overlay.withLock({ $0.count }) >= configuration.overlayLimit / 2 { try indexBatch() }
             }

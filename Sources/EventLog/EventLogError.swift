@@ -52,7 +52,8 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
     static func corruptIndex(_ what: String) -> EventLogError {
         EventLogError(
             .corruptIndex,
-            "the log's index is damaged: \(what) cannot be decoded; 'tributary verify' lists what is damaged")
+            "the log's index is damaged: \(what) cannot be decoded; 'tributary reindex' rebuilds the indexes from the log"
+        )
     }
 
     /// - Parameter directory: where the failed write went. A full disk often surfaces as EIO from

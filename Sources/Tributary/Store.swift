@@ -73,6 +73,26 @@ public final class Store: Sendable {
 
     public static func logPath(_ dataDirectory: String) -> String { dataDirectory + "/log" }
 
+    /// Empties the log's indexes (`current`, `changeIds`) and builds them again from its records:
+    /// the remedy when `verify` reports a damaged index. Records and views are not touched.
+    /// Returns how many changes were indexed.
+    ///
+    /// - Parameter progress: changes read so far, and the head.
+    public static func reindex(
+        dataDirectory: String, logger: Logger, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
+    ) async throws -> UInt64 {
+        guard FileManager.default.fileExists(atPath: logPath(dataDirectory) + "/data.mdb") else {
+            throw EventLogError(.notFound, "no log in \(dataDirectory)")
+        }
+        var configuration = EntityChangeLog.Configuration()
+        configuration.rebuildIndexes = true
+        if let progress { configuration.openProgress = { progress($0.rawValue, $1.rawValue) } }
+        let log = try EntityChangeLog(directory: logPath(dataDirectory), configuration: configuration, logger: logger)
+        defer { log.close() }
+        try await log.flushIndex()
+        return log.head.rawValue
+    }
+
     public func close() {
         try? views?.close()
         log.close()

@@ -10,6 +10,7 @@ struct TributaryCommand: AsyncParsableCommand {
         abstract: "An event-sourced replication service that speaks Trilium's sync protocol.",
         subcommands: [
             ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, RebuildCommand.self,
+            ReindexCommand.self,
             ProjectCommand.self, ServeCommand.self, SyncCommand.self, TailCommand.self, CredentialsCommand.self,
             BenchCommand.self,
             SampleCommand.self,

@@ -83,3 +83,33 @@ struct ProjectCommand: AsyncParsableCommand {
         print("views up to date: \(at)")
     }
 }
+
+struct ReindexCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reindex",
+        abstract: "Rebuild the log's indexes (current, changeIds) from its records.",
+        discussion: """
+            The remedy when verify reports a damaged index entry: the records are read again and
+            every index entry rewritten. Records and views are not touched. Needs the data
+            directory to itself (stop the server first).
+            """)
+
+    @OptionGroup var options: DataOptions
+
+    func run() async throws {
+        let bar = ProgressBar()
+        let started = Date()
+        let indexed: UInt64
+        do {
+            indexed = try await Store.reindex(dataDirectory: options.data, logger: Logger(label: "tributary")) {
+                done, head in bar.update(done: Int(done), total: Int(head), unit: "changes")
+            }
+        } catch {
+            bar.finish()
+            throw fail("\(error)")
+        }
+        bar.finish()
+        print(
+            "indexes rebuilt from \(indexed) changes in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+    }
+}

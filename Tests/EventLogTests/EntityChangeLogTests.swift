@@ -89,17 +89,27 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
             bytes[inIndex - 9] = 0xF0
             try bytes.write(to: file)
 
-            let log = try openLog(dir)
+            do {
+                let log = try openLog(dir)
+                defer { log.close() }
+                let error = try #require(throws: EventLogError.self) { try log.current(key) }
+                #expect(error.code == .corruptIndex)
+                #expect(error.message.contains("\(key)"), "\(error)")
+                #expect(throws: EventLogError.self) { try log.forEachCurrent { _, _ in } }
+                let other = records[(target + 1) % records.count].change
+                #expect(try log.current(other.key)?.hash == other.hash)
+                let report = try log.verify()
+                #expect(!report.isSound)
+                #expect(report.problems.map(\.message) == ["current's entry for \(key) cannot be decoded"])
+            }
+
+            // The remedy (`tributary reindex`): the indexes rebuilt from the records.
+            let log = try openLog(dir) { $0.rebuildIndexes = true }
             defer { log.close() }
-            let error = try #require(throws: EventLogError.self) { try log.current(key) }
-            #expect(error.code == .corruptIndex)
-            #expect(error.message.contains("\(key)"), "\(error)")
-            #expect(throws: EventLogError.self) { try log.forEachCurrent { _, _ in } }
-            let other = records[(target + 1) % records.count].change
-            #expect(try log.current(other.key)?.hash == other.hash)
-            let report = try log.verify()
-            #expect(!report.isSound)
-            #expect(report.problems.map(\.message) == ["current's entry for \(key) cannot be decoded"])
+            try await log.flushIndex()
+            #expect(try log.current(key)?.hash == marker)
+            #expect(try log.verify().isSound)
+            #expect(log.indexStatus.checkpoint == 50)
         }
     }
 

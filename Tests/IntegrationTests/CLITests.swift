@@ -116,6 +116,27 @@ import TributaryTesting
         }
     }
 
+    /// `reindex` rebuilds the indexes in place (the EventLog tests repair a damaged entry with it)
+    /// and refuses a directory without a log instead of creating one.
+    @Test func reindexRebuildsTheIndexesAndRefusesAMissingLog() async throws {
+        try await withTemporaryDirectory { dir in
+            let input = try writeJSONLines(SampleEvents(seed: 11).records(700), to: dir + "/in.jsonl")
+            _ = try await runTributary(["import", "--data", dir + "/data", input])
+            let reindex = try await runTributary(["reindex", "--data", dir + "/data"])
+            #expect(reindex.exitCode == 0, "\(reindex.standardError)")
+            #expect(
+                reindex.standardOutput.hasPrefix("indexes rebuilt from 700 changes in "), "\(reindex.standardOutput)")
+            let verify = try await runTributary(["verify", "--data", dir + "/data"])
+            #expect(verify.standardOutput.hasPrefix("ok: 700 records checked"), "\(verify.standardOutput)")
+            #expect(verify.standardOutput.contains("indexed up to 700"), "\(verify.standardOutput)")
+
+            let missing = try await runTributary(["reindex", "--data", dir + "/nothing"])
+            #expect(missing.exitCode == 1)
+            #expect(missing.standardError.contains("no log in \(dir)/nothing"), "\(missing.standardError)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/nothing"))
+        }
+    }
+
     /// The executable applies its SQLite settings before anything opens a database, and a
     /// rebuild logs its phases at debug level.
     @Test func rebuildAppliesSQLiteSettingsAndLogsItsPhases() async throws {
