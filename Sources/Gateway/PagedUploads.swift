@@ -60,7 +60,7 @@ final class PagedUploads: Sendable {
                 return .failure(
                     GatewayError(
                         .contentTooLarge,
-                        "paged requests may hold \(maxBytes) bytes in all; this one would pass it"))
+                        "paged requests may hold \(maxBytes) bytes in all (--max-push-mib); this one would pass it"))
             }
             upload.bytes.append(contentsOf: page)
             upload.nextIndex += 1

@@ -26,6 +26,9 @@ public struct NodeConfiguration: Sendable {
     public var webSocketPing: Duration = .seconds(15)
     /// Largest entity row accepted, from peers and from local writes.
     public var maxEntityBytes = ChangeLimits().maxEntityBytes
+    /// Most bytes all paged pushes in progress may hold together (a Trilium client splits a
+    /// large push into pages and the node reassembles it).
+    public var maxPushBytes = 256 << 20
 
     public init(
         dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,
@@ -51,6 +54,9 @@ public struct NodeConfiguration: Sendable {
         guard maxBodyBytes >= 1 << 16 else { throw CredentialsError(message: "the body limit must be at least 64 KiB") }
         guard maxEntityBytes >= 1 << 16 else {
             throw CredentialsError(message: "the entity row limit must be at least 64 KiB")
+        }
+        guard maxPushBytes >= 1 << 16 else {
+            throw CredentialsError(message: "the paged push limit must be at least 64 KiB")
         }
         if let peer = syncPeer {
             guard peer.url.hasPrefix("http://") || peer.url.hasPrefix("https://") else {
@@ -125,7 +131,7 @@ public final class Node: Sendable {
             host: configuration.host, port: configuration.port, documentSecret: credentials.documentSecret,
             apiToken: credentials.apiToken, documentId: credentials.documentId,
             syncVersion: configuration.syncVersion,
-            maxBodyBytes: configuration.maxBodyBytes)
+            maxBodyBytes: configuration.maxBodyBytes, maxPagedBytes: configuration.maxPushBytes)
         gatewayConfiguration.webSocketPing = configuration.webSocketPing
         let gateway = Gateway(
             configuration: gatewayConfiguration,

@@ -23,6 +23,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request body in MiB.") var maxBodyMib: Int = 32
     @Option(help: "Largest entity row accepted, in MiB, from peers and local writes (a big attachment's blob).")
     var maxEntityMib: Int = 32
+    @Option(help: "Most MiB that the paged pushes of Trilium clients in progress may hold together.")
+    var maxPushMib: Int = 256
     @Option(help: "Also sync to this node (its URL), every interval and soon after local writes.") var syncServer:
         String?
     @Option(help: "The document secret of the sync server (its credentials.json).") var documentSecret: String?
@@ -42,6 +44,7 @@ struct ServeCommand: AsyncParsableCommand {
             durability: durability.value, maxBodyBytes: maxBodyMib << 20, syncPeer: peer,
             syncInterval: .seconds(syncInterval))
         configuration.maxEntityBytes = maxEntityMib << 20
+        configuration.maxPushBytes = maxPushMib << 20
         let node: Node
         do {
             node = try Node(configuration: configuration, logger: logger)

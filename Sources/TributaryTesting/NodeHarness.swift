@@ -17,7 +17,7 @@ public struct RunningNode: Sendable {
 /// Starts a node in `dataDirectory`, runs `body`, then shuts it down gracefully.
 public func withNode<R: Sendable>(
     dataDirectory: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, maxEntityBytes: Int = 32 << 20,
-    port: Int = 0,
+    maxPushBytes: Int = 256 << 20, port: Int = 0,
     syncPeer: SyncPeer? = nil, syncInterval: Duration = .seconds(3600), syncAutomatically: Bool = false,
     webSocketPing: Duration = .seconds(15), logger: Logger = Logger(label: "node"),
     _ body: (RunningNode) async throws -> R
@@ -28,6 +28,7 @@ public func withNode<R: Sendable>(
     configuration.syncAutomatically = syncAutomatically
     configuration.webSocketPing = webSocketPing
     configuration.maxEntityBytes = maxEntityBytes
+    configuration.maxPushBytes = maxPushBytes
     let node = try Node(configuration: configuration, logger: logger)
     defer { node.close() }
     let client = HTTPClient(eventLoopGroupProvider: .singleton)

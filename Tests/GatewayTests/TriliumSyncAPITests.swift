@@ -55,6 +55,27 @@ import TributaryTesting
         }
     }
 
+    /// `--max-push-mib`: a paged push past the limit is refused with 413 naming the option, and
+    /// nothing of it is written; one within it is applied.
+    @Test func aPagedPushPastTheConfiguredLimitIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node", maxPushBytes: 1 << 20) { node in
+                var client = TriliumClient(node, instanceId: "clientAAAAAA")
+                _ = try await client.login()
+                // ~2 MB of JSON in 256 KB pages: the fifth page passes 1 MiB.
+                let pushes = try await client.push(SampleEvents(seed: 43).records(2600), pageSize: 256_000)
+                let refused = try #require(pushes.first { $0.status != 204 })
+                #expect(refused.status == 413)
+                #expect(refused.text.contains("--max-push-mib"), "\(refused.text)")
+                #expect(node.node.store.log.head == 0)
+
+                let small = try await client.push(SampleEvents(seed: 44).records(600), pageSize: 256_000)
+                #expect(small.count > 1 && small.allSatisfy { $0.status == 204 })
+                #expect(node.node.store.log.head == 600)
+            }
+        }
+    }
+
     @Test func theCallersOwnChangesAreSkippedButTheCursorAdvances() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
