@@ -178,7 +178,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SyncTests",
-            dependencies: ["Sync", "EventLog", "TributaryCore", "Tributary", "TributaryTesting"],
+            dependencies: [
+                "Sync", "EventLog", "TributaryCore", "Tributary", "TributaryTesting",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

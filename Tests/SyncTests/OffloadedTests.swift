@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import NIOPosix
 import Sync
 import Synchronization
 import Testing
@@ -44,10 +45,15 @@ import Testing
         // The whole suite keeps both pool threads busy, and a short sleep has been seen to take
         // 26 s then; blocked threads would hold it until the valve.
         gate.startValve(after: 90)
+        // A thread for each call, so the node's shared pool, which other tests use, stays free.
+        let threads = NIOThreadPool(numberOfThreads: count)
+        threads.start()
+        defer { threads.shutdownGracefully { _ in } }
         let calls = (0..<count).map { i in
             Task {
-                try await offloaded {
-                    gate.wait(); return i
+                try await offloaded(on: threads) {
+                    gate.wait()
+                    return i
                 }
             }
         }
