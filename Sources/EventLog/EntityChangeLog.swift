@@ -397,6 +397,7 @@ public final class EntityChangeLog: Sendable {
     /// Visits the latest change of every entity (of `name`, or all), in no particular order.
     public func forEachCurrent(of name: EntityName? = nil, _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
         if let error = overlayError.withLock({ $0 }) { throw error }
+        makeRoomBeforeALongRead()
         // The overlay snapshot is taken before the transaction (see `current(_:)`).
         let pending = overlay.withLock { $0.allCurrent }
         try read { txn in
@@ -637,6 +638,19 @@ public final class EntityChangeLog: Sendable {
             logger.error("map resize failed", metadata: ["error": "\(error)"])
         }
     }
+
+    /// Grows the map now if it is more than half full. A resize waits for every read transaction
+    /// of this process and holds up new ones meanwhile (the gate prefers the writer), so one
+    /// falling due during a long read — `verify`, a content-hash check's scan of `current` — would
+    /// stall every read and write of the node until that read ended.
+    func makeRoomBeforeALongRead() {
+        guard !configuration.readOnly else { return }
+        let (used, size) = env.usage
+        if used > size / 2 { growMap() }
+    }
+
+    /// Bytes of the map in use, and its size.
+    package var mapUsage: (used: Int, size: Int) { env.usage }
 
     /// Group commits performed since open (each one transaction and one fsync).
     package var commitCount: Int { writer.withLock { $0.commits } }

@@ -38,6 +38,7 @@ extension EntityChangeLog {
         -> VerifyReport
     {
         var report = VerifyReport()
+        makeRoomBeforeALongRead()
         try read { txn in
             let checkpoint =
                 try MetaKey.indexCheckpoint.withBytes { try txn.get(metaDB, $0) }.flatMap(IndexCoding.id(fromKey:))

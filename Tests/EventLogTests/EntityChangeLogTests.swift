@@ -341,6 +341,32 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    /// A long read grows a map more than half full before it starts: a resize falling due while
+    /// it ran would hold up every other read and write until it ended.
+    @Test func longReadsMakeRoomInTheMapFirst() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try openLog(dir) { $0.initialMapSize = 1 << 20 }
+            defer { log.close() }
+            let records = SampleEvents(seed: 3).records(20_000)
+            var next = 0
+            func fillPastHalf() async throws -> Int {
+                let size = log.mapUsage.size
+                while log.mapUsage.used <= size / 2 {
+                    _ = try await log.append(Array(records[next..<(next + 100)]))
+                    next += 100
+                }
+                #expect(log.mapUsage.size == size, "the appends alone did not grow it")
+                return size
+            }
+            var size = try await fillPastHalf()
+            try log.forEachCurrent { _, _ in }
+            #expect(log.mapUsage.size == 2 * size)
+            size = try await fillPastHalf()
+            #expect(try log.verify().isSound)
+            #expect(log.mapUsage.size == 2 * size)
+        }
+    }
+
     @Test func aDirectoryOpensOncePerProcess() async throws {
         try await withTemporaryDirectory { dir in
             let log = try openLog(dir)

@@ -80,6 +80,15 @@ final class Environment: @unchecked Sendable {
         return info.me_mapsize
     }
 
+    /// Bytes of the map in use (through the last page written) and the map's size.
+    var usage: (used: Int, size: Int) {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        var stat = MDB_stat()
+        mdb_env_stat(handle, &stat)
+        return ((Int(info.me_last_pgno) + 1) * Int(stat.ms_psize), info.me_mapsize)
+    }
+
     /// Grows (or adopts another process's larger) map size.
     func resize(to bytes: Int) throws(LMDBError) {
         gate.lockExclusive()
