@@ -86,13 +86,15 @@ public final class EntityChangeLog: Sendable {
     /// Opens (creating when needed) the log in `directory`.
     ///
     /// - Throws: `EventLogError` — `.alreadyOpen` (this process has it open), `.directoryInUse`
-    ///   (another process writes it), `.unsupportedFormat`, `.notFound` (read-only, no log),
+    ///   (another process writes it), `.unsupportedFormat`, `.notFound` (read-only or rebuilding
+    ///   the indexes, and no log),
     ///   `.corruptRecord` (a record after the index checkpoint cannot be read), `.storage`.
     public init(directory: String, configuration: Configuration = Configuration(), logger: Logger) throws {
         self.directory = directory
         self.configuration = configuration
         self.logger = logger
-        if configuration.readOnly {
+        // Reading, or rebuilding the indexes of, a log that is not there must not create one.
+        if configuration.readOnly || configuration.rebuildIndexes {
             guard access(directory + "/data.mdb", R_OK) == 0 else {
                 throw EventLogError(.notFound, "no log in \(directory) (data.mdb is missing or unreadable)")
             }

@@ -12,14 +12,16 @@ public struct GatewayConfiguration: Sendable {
     public var syncVersion: Int
     /// Largest request body accepted, in bytes (one page of a multi-page push, or any body).
     public var maxBodyBytes: Int
-    /// Largest reassembled multi-page push.
+    /// Most bytes all multi-page pushes in progress may hold together.
     public var maxPagedBytes: Int
+    public static let defaultMaxPagedBytes = 256 << 20
     /// How often `/ws` pings each socket; one that has not answered by the next ping is closed.
     public var webSocketPing: Duration = .seconds(15)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, documentSecret: String, apiToken: String,
-        documentId: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20, maxPagedBytes: Int = 256 << 20
+        documentId: String, syncVersion: Int = 36, maxBodyBytes: Int = 32 << 20,
+        maxPagedBytes: Int = defaultMaxPagedBytes
     ) {
         self.host = host
         self.port = port

@@ -28,7 +28,7 @@ public struct NodeConfiguration: Sendable {
     public var maxEntityBytes = ChangeLimits().maxEntityBytes
     /// Most bytes all paged pushes in progress may hold together (a Trilium client splits a
     /// large push into pages and the node reassembles it).
-    public var maxPushBytes = 256 << 20
+    public var maxPushBytes = GatewayConfiguration.defaultMaxPagedBytes
 
     public init(
         dataDirectory: String = "./tributary-data", host: String = "127.0.0.1", port: Int = 8080,

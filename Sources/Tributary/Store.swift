@@ -81,9 +81,6 @@ public final class Store: Sendable {
     public static func reindex(
         dataDirectory: String, logger: Logger, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
     ) async throws -> UInt64 {
-        guard FileManager.default.fileExists(atPath: logPath(dataDirectory) + "/data.mdb") else {
-            throw EventLogError(.notFound, "no log in \(dataDirectory)")
-        }
         var configuration = EntityChangeLog.Configuration()
         configuration.rebuildIndexes = true
         if let progress { configuration.openProgress = { progress($0.rawValue, $1.rawValue) } }
