@@ -13,7 +13,8 @@ public import TributaryCore
 
 /// Syncs this node to a peer: the thin I/O shell around `SyncSession`. One cycle at a time (the
 /// sync mutex); failures retry with capped exponential backoff and jitter; a permanent failure
-/// (wrong secret, version mismatch) waits for the next interval instead of retrying.
+/// (wrong secret, version mismatch, a refused change, damage to this node's log) waits for the
+/// next interval instead of retrying.
 public final class SyncEngine: Service, Sendable {
     public let peer: SyncPeer
     let log: EntityChangeLog
@@ -261,6 +262,8 @@ public final class SyncEngine: Service, Sendable {
                 }
             } catch let failure as SyncFailure {
                 event = .failed(failure)
+            } catch let error as EventLogError {
+                event = .failed(SyncFailure(localLog: error))
             } catch {
                 event = .failed(SyncFailure("\(peer.url): \(error)", isPermanent: false))
             }
@@ -463,5 +466,15 @@ public final class SyncEngine: Service, Sendable {
                 isPermanent: false)
         }
         return bytes
+    }
+}
+
+extension SyncFailure {
+    /// A failure of this node's own log, named as this node's rather than the peer's. Damage
+    /// stays until an operator repairs it (the message says how), so retrying before the next
+    /// interval would only repeat the error; a full disk or an I/O error may pass, and is retried.
+    init(localLog error: EventLogError) {
+        let lasting: Set<EventLogError.Code> = [.corruptRecord, .corruptIndex, .readOnly, .unsupportedFormat]
+        self.init("this node's log: \(error)", isPermanent: lasting.contains(error.code))
     }
 }

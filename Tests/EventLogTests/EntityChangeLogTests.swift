@@ -79,15 +79,7 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
                 try await log.flushIndex()
                 log.close()
             }
-            let file = URL(fileURLWithPath: dir + "/log/data.mdb")
-            var bytes = try Data(contentsOf: file)
-            // In the record the hash follows its length byte (10); in the index entry, the top
-            // byte of a 2024 timestamp (0), nine bytes after the entry's flags.
-            let marks = bytes.ranges(of: Data(marker.utf8)).map(\.lowerBound)
-            #expect(marks.count == 2)
-            let inIndex = try #require(marks.first { bytes[$0 - 1] == 0 })
-            bytes[inIndex - 9] = 0xF0
-            try bytes.write(to: file)
+            try damageIndexEntry(in: dir + "/log", hashMarker: marker)
 
             do {
                 let log = try openLog(dir)

@@ -277,6 +277,29 @@ extension NodeSyncTests {
         }
     }
 
+    @Test func aDamagedLocalIndexStopsTheCycleAsThisNodesFault() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                let marker = "IDXMARK5s9"
+                var records = SampleEvents(seed: 53).records(20).filter { !$0.change.isErased }
+                records[0].change.hash = marker
+                try await withNode(dataDirectory: dir + "/spoke") { spoke in
+                    _ = try await spoke.node.store.applier.applyRemote(records, from: .recordInstance)
+                    try await spoke.node.store.log.flushIndex()
+                }
+                try damageIndexEntry(in: dir + "/spoke/log", hashMarker: marker)
+                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
+                    // The content-hash check reads every index entry: it meets the damaged one.
+                    let failure = try #require(await spoke.node.syncEngine!.syncOnce().failure)
+                    // Used to be blamed on the peer and retried with backoff, as if it could pass.
+                    #expect(failure.isPermanent)
+                    #expect(failure.message.hasPrefix("this node's log:"), "\(failure)")
+                    #expect(failure.message.contains("tributary reindex"), "\(failure)")
+                }
+            }
+        }
+    }
+
     @Test func aNodeTakesRowsUpToItsConfiguredLimit() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/hub") { hub in
