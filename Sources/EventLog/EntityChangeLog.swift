@@ -291,12 +291,9 @@ public final class EntityChangeLog: Sendable {
     public func rows(at ids: [EntityChangeID]) throws -> [EntityRow?] {
         try read { txn in
             try ids.map { id in
-                try IndexCoding.idKey(id).withUnsafeBytes { key in
-                    try txn.get(changesDB, key).flatMap { bytes in
-                        let view = try RecordView(id: id, bytes: bytes)
-                        return view.hasEntity ? EntityRow(trusted: [UInt8](view.entityBytes)) : nil
-                    }
-                }
+                try withStoredRecord(id, txn: txn.ref) { view in
+                    view.hasEntity ? EntityRow(trusted: [UInt8](view.entityBytes)) : nil
+                } ?? nil
             }
         }
     }
@@ -358,11 +355,7 @@ public final class EntityChangeLog: Sendable {
 
     /// The change stored at `id`.
     public func change(at id: EntityChangeID) throws -> LoggedChange? {
-        try read { txn in
-            try IndexCoding.idKey(id).withUnsafeBytes { key in
-                try txn.get(changesDB, key).map { try RecordView(id: id, bytes: $0).logged }
-            }
-        }
+        try read { txn in try withStoredRecord(id, txn: txn.ref) { $0.logged } }
     }
 
     /// The latest change of an entity.
@@ -371,24 +364,14 @@ public final class EntityChangeLog: Sendable {
         if let entry = overlay.withLock({ $0.currentEntry(key) }) { return entry }
         // The overlay is consulted first and the transaction opened after it: an entry the
         // indexer has just moved to disk is then visible in the transaction.
-        return try read { txn in
-            try IndexCoding.currentKey(key).withUnsafeBytes { k in
-                try txn.get(currentDB, k).map { v throws(EventLogError) in try IndexCoding.storedCurrent(v, of: key) }
-            }
-        }
+        return try read { txn in try storedCurrent(key, txn: txn.ref) }
     }
 
     /// The id of the change with this changeId, if the log holds it.
     public func entityChangeID(forChangeId changeId: String) throws -> EntityChangeID? {
         if let error = overlayError.withLock({ $0 }) { throw error }
         if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
-        return try read { txn in
-            try changeId.withBytes { k in
-                try txn.get(changeIdsDB, k).map { v throws(EventLogError) in
-                    try IndexCoding.storedChangeID(v, of: changeId)
-                }
-            }
-        }
+        return try read { txn in try storedChangeID(changeId, txn: txn.ref) }
     }
 
     /// A caller-defined checkpoint (e.g. a peer's sync cursor).
@@ -457,27 +440,46 @@ public final class EntityChangeLog: Sendable {
         return IndexStatus(checkpoint: checkpoint, head: head, overlayCount: count)
     }
 
-    // MARK: - Lookups inside the writer
+    // MARK: - Lookups in an open transaction
 
-    func indexedCurrent(_ key: EntityKey, txn: TransactionRef) throws -> CurrentEntry? {
-        if let entry = overlay.withLock({ $0.currentEntry(key) }) { return entry }
-        return try IndexCoding.currentKey(key).withUnsafeBytes { k in
+    // The `stored…` lookups read the disk alone. A reader consults the overlay before opening its
+    // transaction (see `current(_:)`); the writer, which the indexer never runs beside, may
+    // consult it inside (`indexed…`).
+
+    func storedCurrent(_ key: EntityKey, txn: TransactionRef) throws -> CurrentEntry? {
+        try IndexCoding.currentKey(key).withUnsafeBytes { k in
             try txn.get(currentDB, k).map { v throws(EventLogError) in try IndexCoding.storedCurrent(v, of: key) }
         }
     }
 
-    func indexedChangeID(_ changeId: String, txn: TransactionRef) throws -> EntityChangeID? {
-        if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
-        return try changeId.withBytes { k in
+    func storedChangeID(_ changeId: String, txn: TransactionRef) throws -> EntityChangeID? {
+        try changeId.withBytes { k in
             try txn.get(changeIdsDB, k).map { v throws(EventLogError) in try IndexCoding.storedChangeID(v, of: changeId)
             }
         }
     }
 
-    func storedRecord(_ id: EntityChangeID, txn: TransactionRef) throws -> ChangeRecord? {
+    /// `body` applied to the record stored at `id` (nil: the log does not hold it).
+    func withStoredRecord<R>(_ id: EntityChangeID, txn: TransactionRef, _ body: (RecordView) throws -> R) throws
+        -> R?
+    {
         try IndexCoding.idKey(id).withUnsafeBytes { k in
-            try txn.get(changesDB, k).map { try RecordView(id: id, bytes: $0).record }
+            try txn.get(changesDB, k).map { try body(try RecordView(id: id, bytes: $0)) }
         }
+    }
+
+    func indexedCurrent(_ key: EntityKey, txn: TransactionRef) throws -> CurrentEntry? {
+        if let entry = overlay.withLock({ $0.currentEntry(key) }) { return entry }
+        return try storedCurrent(key, txn: txn)
+    }
+
+    func indexedChangeID(_ changeId: String, txn: TransactionRef) throws -> EntityChangeID? {
+        if let id = overlay.withLock({ $0.changeID(changeId) }) { return id }
+        return try storedChangeID(changeId, txn: txn)
+    }
+
+    func storedRecord(_ id: EntityChangeID, txn: TransactionRef) throws -> ChangeRecord? {
+        try withStoredRecord(id, txn: txn) { $0.record }
     }
 
     func metaValue(_ key: String, txn: TransactionRef) throws -> [UInt8]? {

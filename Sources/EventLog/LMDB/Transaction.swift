@@ -222,9 +222,9 @@ private func lmdbScan(
     if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
 }
 
-/// A non-owning view of the open write transaction, for lookups made by code running inside it.
+/// A non-owning view of an open transaction, for lookups shared by readers and the writer.
 ///
-/// - Important: Valid only during the group commit that created it; never stored elsewhere.
+/// - Important: Valid only while the transaction that made it is open; never stored elsewhere.
 struct TransactionRef {
     let handle: OpaquePointer
 
@@ -234,5 +234,9 @@ struct TransactionRef {
 }
 
 extension WriteTransaction {
+    var ref: TransactionRef { TransactionRef(handle: handle) }
+}
+
+extension ReadTransaction {
     var ref: TransactionRef { TransactionRef(handle: handle) }
 }
