@@ -4,6 +4,9 @@ import Logging
 import Tributary
 import TributaryCore
 
+// The commands that rebuild what is derived from the log: the views (`rebuild`, `project`) and
+// the log's own indexes (`reindex`). Each writes, so each needs the data directory to itself.
+
 /// Opens a data directory for writing (views included).
 func openForWriting(_ data: String, limits: ChangeLimits = .init()) throws -> Store {
     do {
