@@ -1,7 +1,13 @@
 // swift-tools-version: 6.2
 // Micro-benchmarks of Tributary's hot paths, kept out of the main build and of `swift test`.
 // Run from this directory: `swift package benchmark` (release build; see docs/benchmarks.md).
+import Foundation
 import PackageDescription
+
+// SwiftPM names a path dependency after its folder, not after its manifest's `name`, so the
+// parent package's products are found under whatever its clone is called.
+let tributary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .lastPathComponent.lowercased()
 
 let package = Package(
     name: "tributary-benchmarks",
@@ -14,7 +20,8 @@ let package = Package(
         .executableTarget(
             name: "CoreBenchmarks",
             dependencies: [
-                "Tributary", "TributaryCore",
+                .product(name: "Tributary", package: tributary),
+                .product(name: "TributaryCore", package: tributary),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/CoreBenchmarks",

@@ -2,12 +2,14 @@ import ArgumentParser
 import Glibc
 import Logging
 import Tributary
+import TributaryCore
 
 @main
 struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "An event-sourced replication service that speaks Trilium's sync protocol.",
+        version: TributaryVersion.current,
         subcommands: [
             ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, RebuildCommand.self,
             ReindexCommand.self,

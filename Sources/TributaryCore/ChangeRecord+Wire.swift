@@ -25,28 +25,37 @@ extension ChangeRecord {
         guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
             throw CoreError(.wrongType, "a sync record must be a JSON object")
         }
-        var changeObject: JSONObject?
+        var fields: EntityChange.WireFields?
         var entity: EntityRow?
         try parser.objectMembers { name, parser throws(CoreError) in
             switch name {
             case "entityChange":
-                let value = try parser.parseValue()
-                guard case .object(let object) = value else {
+                parser.skipWhitespace()
+                guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
+                    let value = try parser.parseValue()
                     throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
                 }
-                changeObject = object
+                // Read member by member into the fields it needs: no object of generic values
+                // to build and search (most of a record's decoding time when it did).
+                var members = EntityChange.WireFields()
+                try parser.enter()
+                try parser.objectMembers { key, parser throws(CoreError) in
+                    members.set(key, try parser.parseValue())
+                }
+                parser.depth -= 1
+                fields = members
             case "entity":
                 entity = try parser.entityRow()
             default:
                 try parser.skipValue()
             }
         }
-        guard let changeObject else {
+        guard let fields else {
             throw CoreError(.missingField, "the record has no entityChange", field: "entityChange")
         }
         let change: EntityChange
         do {
-            change = try EntityChange(wireObject: changeObject)
+            change = try EntityChange(wireFields: fields)
         } catch {
             throw error.within("entityChange")
         }
@@ -74,58 +83,88 @@ extension ChangeRecord {
 }
 
 extension EntityChange {
+    /// The members of Trilium's `entityChange` object that decoding reads. With duplicate names
+    /// the last one counts, as in JavaScript's `JSON.parse` (what Trilium peers read with).
+    struct WireFields {
+        var entityName, entityId, hash, isErased, changeId, componentId, instanceId, isSynced: JSONValue?
+        var utcDateChanged, id: JSONValue?
+
+        /// Keeps `value` as the member `key`; other members are ignored.
+        mutating func set(_ key: String, _ value: JSONValue) {
+            switch key {
+            case "entityName": entityName = value
+            case "entityId": entityId = value
+            case "hash": hash = value
+            case "isErased": isErased = value
+            case "changeId": changeId = value
+            case "componentId": componentId = value
+            case "instanceId": instanceId = value
+            case "isSynced": isSynced = value
+            case "utcDateChanged": utcDateChanged = value
+            case "id": id = value
+            default: break
+            }
+        }
+    }
+
     /// Decodes Trilium's `entityChange` object. `componentId` defaults to `"NA"` and `isSynced`
     /// to 1 when absent, as Trilium's own `putEntityChange` fills them.
     public init(wireObject o: JSONObject) throws(CoreError) {
-        func string(_ key: String) throws(CoreError) -> String {
-            switch o[key] {
+        var fields = WireFields()
+        for member in o { fields.set(member.key, member.value) }
+        try self.init(wireFields: fields)
+    }
+
+    init(wireFields f: WireFields) throws(CoreError) {
+        func string(_ value: JSONValue?, _ key: String) throws(CoreError) -> String {
+            switch value {
             case .string(let s)?: return s
             case nil, .null?: throw CoreError(.missingField, "required", field: key)
             case let v?: throw CoreError(.wrongType, "expected a string, found \(v.typeName)", field: key)
             }
         }
-        func flag(_ key: String, default value: Bool?) throws(CoreError) -> Bool {
-            switch o[key] {
+        func flag(_ value: JSONValue?, _ key: String, default fallback: Bool?) throws(CoreError) -> Bool {
+            switch value {
             case .bool(let b)?: return b
             case .number("0")?: return false
             case .number("1")?: return true
             case nil, .null?:
-                if let value { return value }
+                if let fallback { return fallback }
                 throw CoreError(.missingField, "required", field: key)
             case let v?:
                 throw CoreError(.wrongType, "expected 0 or 1, found \(v.typeName) \(abbreviated(v))", field: key)
             }
         }
-        let name = try string("entityName")
+        let name = try string(f.entityName, "entityName")
         let entityName: EntityName
         do {
             entityName = try EntityName(validating: name)
         } catch {
             throw CoreError(error.code, error.message, field: "entityName")
         }
-        let dateText = try string("utcDateChanged")
+        let dateText = try string(f.utcDateChanged, "utcDateChanged")
         guard let date = UTCDateTime(dateText) else {
             throw CoreError(
                 .invalidValue, "expected 'YYYY-MM-DD HH:MM:SS.sssZ', got '\(dateText.prefix(40))'",
                 field: "utcDateChanged")
         }
         var componentId = "NA"
-        if case .string(let s)? = o["componentId"] {
+        if case .string(let s)? = f.componentId {
             componentId = s
-        } else if let v = o["componentId"], v != .null {
+        } else if let v = f.componentId, v != .null {
             throw CoreError(.wrongType, "expected a string, found \(v.typeName)", field: "componentId")
         }
-        if let id = o["id"] {
+        if let id = f.id {
             switch id {
             case .null, .number: break
             default: throw CoreError(.wrongType, "expected a number, found \(id.typeName)", field: "id")
             }
         }
         self.init(
-            entityName: entityName, entityId: try string("entityId"), hash: try string("hash"),
-            isErased: try flag("isErased", default: false), changeId: try string("changeId"),
-            componentId: componentId, instanceId: try string("instanceId"),
-            isSynced: try flag("isSynced", default: true), utcDateChanged: date)
+            entityName: entityName, entityId: try string(f.entityId, "entityId"), hash: try string(f.hash, "hash"),
+            isErased: try flag(f.isErased, "isErased", default: false), changeId: try string(f.changeId, "changeId"),
+            componentId: componentId, instanceId: try string(f.instanceId, "instanceId"),
+            isSynced: try flag(f.isSynced, "isSynced", default: true), utcDateChanged: date)
     }
 
     /// Appends the `entityChange` object in Trilium's column order.

@@ -113,6 +113,9 @@ import TributaryTesting
             #expect(verify.standardOutput.hasPrefix("ok: 1200 records checked (ids 1-1200)"))
             let partial = try await runTributary(["verify", "--data", dir + "/data", "--from", "1000"])
             #expect(partial.standardOutput.hasPrefix("ok: 201 records checked (ids 1000-1200)"))
+            let version = try await runTributary(["--version"])
+            #expect(version.exitCode == 0)
+            #expect(version.standardOutput == TributaryVersion.current + "\n")
         }
     }
 
