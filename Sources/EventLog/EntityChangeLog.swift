@@ -653,6 +653,30 @@ public final class EntityChangeLog: Sendable {
         if used > size / 2 { growMap() }
     }
 
+    /// Writes a copy of the log into `directory` (created if missing; it must not hold a log) as
+    /// of one snapshot: every change committed before the call, perhaps some after, and the
+    /// index entries and checkpoints of that instant. The copy is compacted and on disk when this
+    /// returns. Works on a log opened read-only while another process writes it.
+    public func copy(to directory: String) throws {
+        makeRoomBeforeALongRead()
+        try makeDirectories(directory)
+        do {
+            try env.copy(to: directory)
+        } catch {
+            throw EventLogError.storage(error, directory: directory)
+        }
+        // LMDB writes the copy without syncing it.
+        for path in [directory + "/data.mdb", directory] {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0, fsync(fd) == 0 else {
+                let reason = String(cString: strerror(errno))
+                if fd >= 0 { Glibc.close(fd) }
+                throw EventLogError(.storage, "cannot sync the copy at \(path): \(reason)")
+            }
+            Glibc.close(fd)
+        }
+    }
+
     /// Bytes of the map in use, and its size.
     package var mapUsage: (used: Int, size: Int) { env.usage }
 

@@ -99,5 +99,13 @@ public final class ViewStore: Sendable {
             .execute(arguments: [Int64(bitPattern: id.rawValue), projector])
     }
 
+    /// Copies the views, as of one read snapshot, into a new database at `path` with SQLite's
+    /// online backup: the projector and readers go on meanwhile.
+    public func backup(to path: String) throws {
+        let destination = try DatabaseQueue(path: path)
+        try pool.backup(to: destination)
+        try destination.close()
+    }
+
     public func close() throws { try pool.close() }
 }

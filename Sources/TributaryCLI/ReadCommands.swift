@@ -44,6 +44,41 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 }
 
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Copy a data directory, while its node runs, into a new directory.",
+        discussion: """
+            The copy (views, then the log as of one snapshot, then credentials.json) is a data \
+            directory of its own: restore by stopping the node and serving from the copy. It keeps \
+            the node's instanceId, so it must never run beside the node it was taken from.
+            """)
+
+    @OptionGroup var options: DataOptions
+    @Argument(help: "Where to write the copy (created; if it exists it must be empty).") var destination: String
+
+    func run() async throws {
+        let store = try openForReading(options.data)
+        defer { store.close() }
+        let progress = ProgressBar()
+        do {
+            let summary = try store.backup(to: destination) { phase in
+                progress.update(done: 0, total: nil, unit: "MB", suffix: "— copying the \(phase)", force: true)
+            }
+            progress.finish()
+            let megabytes = { (bytes: Int) in String(format: "%.1f MB", Double(bytes) / 1e6) }
+            var parts = ["log \(megabytes(summary.logBytes))"]
+            if let views = summary.viewsBytes { parts.append("views \(megabytes(views))") }
+            if summary.credentials { parts.append("credentials") }
+            print(
+                "backed up \(options.data) to \(destination) at head \(summary.head): \(parts.joined(separator: ", "))")
+        } catch {
+            progress.finish()
+            throw fail("\(error)")
+        }
+    }
+}
+
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Head id, number of changes, entities by name, disk size.")

@@ -11,8 +11,8 @@ struct TributaryCommand: AsyncParsableCommand {
         abstract: "An event-sourced replication service that speaks Trilium's sync protocol.",
         version: TributaryVersion.current,
         subcommands: [
-            ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, RebuildCommand.self,
-            ReindexCommand.self,
+            ImportCommand.self, ReplayCommand.self, StatusCommand.self, VerifyCommand.self, BackupCommand.self,
+            RebuildCommand.self, ReindexCommand.self,
             ProjectCommand.self, ServeCommand.self, SyncCommand.self, TailCommand.self, CredentialsCommand.self,
             BenchCommand.self,
             SampleCommand.self,

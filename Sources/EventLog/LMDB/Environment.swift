@@ -89,6 +89,15 @@ final class Environment: @unchecked Sendable {
         return ((Int(info.me_last_pgno) + 1) * Int(stat.ms_psize), info.me_mapsize)
     }
 
+    /// Writes a compacted copy of the environment, as of one read snapshot, into the existing
+    /// directory `path`, which must not hold a `data.mdb` (lmdb.h: `mdb_env_copy2`, `MDB_CP_COMPACT`).
+    func copy(to path: String) throws(LMDBError) {
+        gate.lockShared()
+        defer { gate.unlockShared() }
+        guard !isClosed else { throw .closed }
+        try check(mdb_env_copy2(handle, path, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2(\(path))")
+    }
+
     /// Grows (or adopts another process's larger) map size.
     func resize(to bytes: Int) throws(LMDBError) {
         gate.lockExclusive()

@@ -1,0 +1,85 @@
+import EventLog
+import Foundation
+import Testing
+import Tributary
+import TributaryCore
+import TributaryTesting
+
+@Suite(.timeLimit(.minutes(3))) struct BackupTests {
+    /// Taken while the node writes, a backup is a data directory of its own: everything
+    /// acknowledged before it, as the node holds it, sound, views and credentials included.
+    @Test func aBackupOfARunningNodeIsADataDirectoryOfItsOwn() async throws {
+        try await withTemporaryDirectory { dir in
+            let node = dir + "/node"
+            let copy = dir + "/copy"
+            var acknowledged = EntityChangeID.zero
+            try await withNode(dataDirectory: node) { running in
+                _ = try await running.node.store.applier.applyRemote(
+                    SampleEvents(seed: 61).records(3000), from: .recordInstance)
+                acknowledged = running.node.store.log.head
+                let writer = Task {
+                    for i in 0..<30 { try await write(running, [(String(format: "bkwrite%05d", i), "during \(i)")]) }
+                }
+                let backup = try await runTributary(["backup", "--data", node, copy])
+                try await writer.value
+                #expect(backup.exitCode == 0, "\(backup.standardError)")
+                #expect(
+                    backup.standardOutput.hasPrefix("backed up \(node) to \(copy) at head "), "\(backup.standardOutput)"
+                )
+                #expect(backup.standardOutput.contains("views"), "\(backup.standardOutput)")
+            }
+            let copied = try await runTributary(["replay", "--data", copy]).standardOutput.split(separator: "\n")
+            let original = try await runTributary(["replay", "--data", node]).standardOutput.split(separator: "\n")
+            #expect(copied.count >= Int(acknowledged.rawValue))
+            #expect(copied.count <= original.count)
+            #expect(copied[...] == original.prefix(copied.count))
+            // The copied views are never ahead of the copied log: they catch up, and equal a rebuild.
+            let status = try JSONParser.parseObject(
+                Array(try await runTributary(["status", "--data", copy, "--json"]).standardOutput.utf8))
+            let head = try #require(status["head"]?.intValue)
+            #expect(head == copied.count)
+            let views = try #require(status["views"]?.objectValue)
+            #expect(views.count == 2)
+            for view in views { #expect((view.value.intValue ?? .max) <= head, "\(view.key)") }
+            let project = try await runTributary(["project", "--data", copy])
+            #expect(project.exitCode == 0, "\(project.standardError)")
+            let verify = try await runTributary(["verify", "--data", copy])
+            #expect(verify.exitCode == 0, "\(verify.standardOutput)\(verify.standardError)")
+            #expect(verify.standardOutput.contains("views equal a rebuild"), "\(verify.standardOutput)")
+            let files = FileManager.default
+            #expect(
+                files.contents(atPath: copy + "/credentials.json") == files.contents(atPath: node + "/credentials.json")
+            )
+            let mode = try files.attributesOfItem(atPath: copy + "/credentials.json")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+        }
+    }
+
+    /// A backup never writes into a directory that holds something, nor from one without a log.
+    @Test func aBackupRefusesAUsedDestinationAndAMissingLog() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await runTributary(["sample", "--events", "50"]).standardOutput
+                .write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await runTributary(["import", "--data", dir + "/node", dir + "/in.jsonl"]).exitCode == 0)
+            try makeDirectory(dir + "/used", holding: "keep.txt")
+            let used = try await runTributary(["backup", "--data", dir + "/node", dir + "/used"])
+            #expect(used.exitCode == 1)
+            #expect(
+                used.standardError.contains("is not an empty directory; nothing was written"), "\(used.standardError)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/used") == ["keep.txt"])
+            let missing = try await runTributary(["backup", "--data", dir + "/nothing", dir + "/copy"])
+            #expect(missing.exitCode == 1)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/copy"))
+            // An empty directory is fine: the copy goes into it.
+            try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+            let empty = try await runTributary(["backup", "--data", dir + "/node", dir + "/empty"])
+            #expect(empty.exitCode == 0, "\(empty.standardError)")
+            #expect(empty.standardOutput.contains("at head 50"), "\(empty.standardOutput)")
+        }
+    }
+}
+
+private func makeDirectory(_ directory: String, holding name: String) throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try "x".write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+}
