@@ -23,6 +23,9 @@ extension Store {
     /// views never run ahead of the copied log: the copy's projector catches up from their
     /// checkpoints. The credentials come along, so peers and clients keep their secrets. The copy
     /// keeps the node's instanceId — it replaces the node on restore and must not run beside it.
+    ///
+    /// The copy is written into a hidden directory beside `destination` and renamed to it once
+    /// complete, so a failed or killed backup never leaves a `destination` that looks whole.
     /// - Parameter phase: told what is being copied, for a long backup's display.
     public func backup(to destination: String, phase: (String) -> Void = { _ in }) throws -> BackupSummary {
         let files = FileManager.default
@@ -32,31 +35,44 @@ extension Store {
                 throw StoreError(message: "\(destination) exists and is not an empty directory; nothing was written")
             }
         }
-        try files.createDirectory(atPath: destination, withIntermediateDirectories: true)
-        var viewsBytes: Int?
-        if let views {
-            phase("views")
-            let path = ViewStore.path(inDataDirectory: destination)
-            try views.backup(to: path)
-            viewsBytes = fileSize(path)
+        let target = URL(fileURLWithPath: destination)
+        let parent = target.deletingLastPathComponent().path
+        try files.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let staging = parent + "/.\(target.lastPathComponent).partial-\(RandomID.make(length: 8))"
+        try files.createDirectory(atPath: staging, withIntermediateDirectories: false)
+        var summary = BackupSummary(head: .zero, logBytes: 0, viewsBytes: nil, credentials: false)
+        do {
+            if let views {
+                phase("views")
+                let path = ViewStore.path(inDataDirectory: staging)
+                try views.backup(to: path)
+                summary.viewsBytes = fileSize(path)
+            }
+            phase("log")
+            try log.copy(to: Store.logPath(staging))
+            summary.logBytes = fileSize(Store.logPath(staging) + "/data.mdb") ?? 0
+            if let bytes = files.contents(atPath: Credentials.path(inDataDirectory: dataDirectory)) {
+                try writeNew(Credentials.path(inDataDirectory: staging), bytes, mode: 0o600)
+                summary.credentials = true
+            }
+            // Opening the copy proves it is a log; its head is what it holds.
+            var configuration = EntityChangeLog.Configuration()
+            configuration.readOnly = true
+            let copy = try EntityChangeLog(
+                directory: Store.logPath(staging), configuration: configuration, logger: logger)
+            summary.head = copy.head
+            copy.close()
+            // rename(2) replaces an empty directory, and only an empty one.
+            guard rename(staging, destination) == 0 else {
+                throw StoreError(
+                    message: "cannot rename the copy to \(destination): \(String(cString: strerror(errno)))")
+            }
+            try syncDirectory(parent)
+        } catch {
+            try? files.removeItem(atPath: staging)
+            throw error
         }
-        phase("log")
-        try log.copy(to: Store.logPath(destination))
-        var credentials = false
-        let source = Credentials.path(inDataDirectory: dataDirectory)
-        if let bytes = files.contents(atPath: source) {
-            try writeNew(Credentials.path(inDataDirectory: destination), bytes, mode: 0o600)
-            credentials = true
-        }
-        // Opening the copy proves it is a log; its head is what it holds.
-        var configuration = EntityChangeLog.Configuration()
-        configuration.readOnly = true
-        let copy = try EntityChangeLog(
-            directory: Store.logPath(destination), configuration: configuration, logger: logger)
-        defer { copy.close() }
-        return BackupSummary(
-            head: copy.head, logBytes: fileSize(Store.logPath(destination) + "/data.mdb") ?? 0,
-            viewsBytes: viewsBytes, credentials: credentials)
+        return summary
     }
 }
 
@@ -69,6 +85,13 @@ public struct StoreError: Error, CustomStringConvertible {
 private func fileSize(_ path: String) -> Int? {
     var info = stat()
     return stat(path, &info) == 0 ? Int(info.st_size) : nil
+}
+
+private func syncDirectory(_ path: String) throws {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StoreError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    guard fsync(fd) == 0 else { throw StoreError(message: "cannot sync \(path): \(String(cString: strerror(errno)))") }
 }
 
 /// Creates `path` (never overwriting) with `bytes`, on disk when this returns.

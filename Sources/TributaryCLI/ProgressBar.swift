@@ -42,6 +42,12 @@ final class ProgressBar: Sendable {
         FileHandleStderr.write("\r\u{1B}[K" + line)
     }
 
+    /// Shows `text` alone, for work whose progress cannot be measured.
+    func show(_ text: String) {
+        guard enabled else { return }
+        FileHandleStderr.write("\r\u{1B}[K" + text)
+    }
+
     func finish() {
         guard enabled else { return }
         FileHandleStderr.write("\r\u{1B}[K")

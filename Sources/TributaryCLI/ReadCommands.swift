@@ -62,9 +62,7 @@ struct BackupCommand: AsyncParsableCommand {
         defer { store.close() }
         let progress = ProgressBar()
         do {
-            let summary = try store.backup(to: destination) { phase in
-                progress.update(done: 0, total: nil, unit: "MB", suffix: "— copying the \(phase)", force: true)
-            }
+            let summary = try store.backup(to: destination) { phase in progress.show("copying the \(phase)…") }
             progress.finish()
             let megabytes = { (bytes: Int) in String(format: "%.1f MB", Double(bytes) / 1e6) }
             var parts = ["log \(megabytes(summary.logBytes))"]

@@ -28,6 +28,8 @@ import TributaryTesting
                 )
                 #expect(backup.standardOutput.contains("views"), "\(backup.standardOutput)")
             }
+            // Written aside and renamed into place: nothing else is left next to it.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["copy", "node"])
             let copied = try await runTributary(["replay", "--data", copy]).standardOutput.split(separator: "\n")
             let original = try await runTributary(["replay", "--data", node]).standardOutput.split(separator: "\n")
             #expect(copied.count >= Int(acknowledged.rawValue))
