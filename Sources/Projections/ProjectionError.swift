@@ -11,6 +11,10 @@ public struct ProjectionError: Error, Sendable, CustomStringConvertible {
         public static let unknownView = Code("unknownView")
         /// A change could not be projected (its row is not valid JSON, …).
         public static let badChange = Code("badChange")
+        /// The disk under a views database (or its copy) is full.
+        public static let diskFull = Code("diskFull")
+        /// Any other SQLite failure (its message included).
+        public static let storage = Code("storage")
     }
 
     public var code: Code

@@ -102,9 +102,17 @@ public final class ViewStore: Sendable {
     /// Copies the views, as of one read snapshot, into a new database at `path` with SQLite's
     /// online backup: the projector and readers go on meanwhile.
     public func backup(to path: String) throws {
-        let destination = try DatabaseQueue(path: path)
-        try pool.backup(to: destination)
-        try destination.close()
+        do {
+            let destination = try DatabaseQueue(path: path)
+            try pool.backup(to: destination)
+            try destination.close()
+        } catch let error as DatabaseError {
+            // A failed backup step's own message is lost on the way ("not an error"); its code is not.
+            if error.resultCode == .SQLITE_FULL {
+                throw ProjectionError(.diskFull, "the disk is full: the views could not be copied to \(path)")
+            }
+            throw ProjectionError(.storage, "the views could not be copied to \(path): \(error)")
+        }
     }
 
     public func close() throws { try pool.close() }

@@ -85,3 +85,40 @@ private func makeDirectory(_ directory: String, holding name: String) throws {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     try "x".write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
 }
+
+extension DiskFullTests {
+    /// A backup whose disk fills part-way — in the views (2 MB) or in the log (2.6 MB) — fails
+    /// with a clear error and leaves nothing behind: no destination that could pass for a whole
+    /// copy, no staging directory, and the source as it was.
+    @Test(canMountTmpfs)
+    func aBackupOntoAFullDiskLeavesNothingBehind() async throws {
+        try await withTemporaryDirectory { dir in
+            let input = try writeJSONLines(SampleEvents(seed: 62).records(3000), to: dir + "/in.jsonl")
+            #expect(try await runTributary(["import", "--data", dir + "/node", input]).exitCode == 0)
+            let binary = TributaryBinary.path
+            for megabytes in [1, 3] {
+                let disk = dir + "/disk\(megabytes)"
+                try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+                // Results go outside the tmpfs, which vanishes with the namespace.
+                let script = """
+                    mount -t tmpfs -o size=\(megabytes)m tmpfs '\(disk)' || exit 97
+                    '\(binary)' backup --data '\(dir)/node' '\(disk)/copy' > '\(disk).out' 2>&1
+                    echo $? > '\(disk).rc'
+                    ls -A '\(disk)' > '\(disk).left'
+                    """
+                #expect(try await runInMountNamespace(script) == 0)
+                func read(_ suffix: String) throws -> String {
+                    try String(contentsOfFile: disk + suffix, encoding: .utf8)
+                }
+                #expect(try read(".rc").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+                let output = try read(".out")
+                #expect(output.hasPrefix("error: the disk is full"), "\(megabytes) MB: \(output)")
+                // 1 MB fills with the views, 3 MB with the log after them.
+                #expect(output.contains("views") == (megabytes == 1), "\(megabytes) MB: \(output)")
+                let left = try read(".left")
+                #expect(left.isEmpty, "left on the full \(megabytes) MB disk: \(left)")
+            }
+            #expect(try await runTributary(["verify", "--data", dir + "/node"]).exitCode == 0)
+        }
+    }
+}
