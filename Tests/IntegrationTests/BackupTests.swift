@@ -1,5 +1,7 @@
 import EventLog
 import Foundation
+import Subprocess
+import SystemPackage
 import Testing
 import Tributary
 import TributaryCore
@@ -155,6 +157,38 @@ extension DiskFullTests {
                 #expect(left.isEmpty, "left on the full \(megabytes) MB disk: \(left)")
             }
             #expect(try await runTributary(["verify", "--data", dir + "/node"]).exitCode == 0)
+        }
+    }
+}
+
+extension CrashTests {
+    /// SIGKILL `tributary backup` at random points: the destination is then either absent or a
+    /// whole, sound copy; a kill can leave only the hidden staging directory beside it.
+    @Test func killedBackupsNeverLeaveAPartialDestination() async throws {
+        try await withTemporaryDirectory { dir in
+            let data = dir + "/node"
+            let input = try writeJSONLines(SampleEvents(seed: 63).records(10_000), to: dir + "/in.jsonl")
+            #expect(try await runTributary(["import", "--data", data, input]).exitCode == 0)
+            var rng = SplitMix64(seed: 14)
+            var killed = 0
+            for round in 0..<8 {
+                let destination = dir + "/copy\(round)"
+                let delay = Duration.milliseconds(20 + Int(rng.next() % 250))
+                let result = try await Subprocess.run(
+                    .path(FilePath(TributaryBinary.path)), arguments: ["backup", "--data", data, destination],
+                    input: .none, output: .discarded, error: .discarded
+                ) { execution in
+                    try await Task.sleep(for: delay)
+                    try? execution.send(signal: .kill)
+                }
+                if result.terminationStatus != .exited(0) { killed += 1 }
+                guard FileManager.default.fileExists(atPath: destination) else { continue }
+                // Renamed into place only once whole (a kill may land after the rename).
+                let verify = try await runTributary(["verify", "--data", destination])
+                #expect(verify.exitCode == 0, "round \(round): \(verify.standardOutput)\(verify.standardError)")
+                #expect(verify.standardOutput.hasPrefix("ok: 10000 records checked"), "\(verify.standardOutput)")
+            }
+            #expect(killed >= 3, "only \(killed) of 8 backups were killed mid-way")
         }
     }
 }
