@@ -61,6 +61,11 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
     ///   has almost no space left is reported as the full disk it is.
     static func storage(_ error: LMDBError, directory: String? = nil) -> EventLogError {
         if error == .closed { return EventLogError(.closed, "the log was closed") }
+        if error == .corrupted {
+            return EventLogError(
+                .storage,
+                "the log's file is damaged (\(error.operation)); restore the data directory from a backup")
+        }
         var full = error == .noSpace
         var free = ""
         if error.code == EIO || error.code == ENOSPC, let directory, let bytes = availableBytes(directory) {

@@ -105,6 +105,30 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    /// A truncated `data.mdb` (an interrupted copy, a disk that filled during a restore) is
+    /// refused at open with a clear error, for writing and for reading; LMDB alone would map it
+    /// and die of SIGBUS at the first page past its end.
+    @Test func aTruncatedLogFileIsRefusedAtOpen() async throws {
+        try await withTemporaryDirectory { dir in
+            do {
+                let log = try openLog(dir)
+                _ = try await log.append(SampleEvents().records(3000))
+                try await log.flushIndex()
+                log.close()
+            }
+            let path = dir + "/log/data.mdb"
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+            #expect(truncate(path, off_t(size / 2)) == 0)
+            for readOnly in [false, true] {
+                let error = try #require(throws: EventLogError.self) {
+                    try openLog(dir) { $0.readOnly = readOnly }
+                }
+                #expect(error.message.contains("the file is truncated"), "\(error)")
+                #expect(error.message.contains("restore the data directory from a backup"), "\(error)")
+            }
+        }
+    }
+
     /// Lookups are exact whether an entry is in the overlay, on disk, or rebuilt after reopening
     /// without indexing (what a crash between append and index batch leaves).
     @Test func lookupsStayExactWhileTheIndexerLags() async throws {

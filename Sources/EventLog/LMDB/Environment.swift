@@ -43,6 +43,20 @@ final class Environment: @unchecked Sendable {
             mdb_env_close(env)
             throw error
         }
+        // LMDB maps the file and trusts it: a page past the end of a truncated file (an
+        // interrupted copy, a full disk during a restore) is a SIGBUS on first touch, not an error.
+        var info = MDB_envinfo()
+        mdb_env_info(env, &info)
+        var stats = MDB_stat()
+        mdb_env_stat(env, &stats)
+        let needed = (Int(info.me_last_pgno) + 1) * Int(stats.ms_psize)
+        var file = stat()
+        if stat(path + "/data.mdb", &file) == 0, Int(file.st_size) < needed {
+            mdb_env_close(env)
+            throw LMDBError(
+                code: MDB_CORRUPTED,
+                operation: "data.mdb holds \(file.st_size) bytes but its pages reach \(needed): the file is truncated")
+        }
         handle = env
         do throws(LMDBError) {
             if options.readOnly {

@@ -15,6 +15,7 @@ struct LMDBError: Error, Equatable, CustomStringConvertible {
     static let mapResized = LMDBError(code: MDB_MAP_RESIZED, operation: "")
     static let readersFull = LMDBError(code: MDB_READERS_FULL, operation: "")
     static let noSpace = LMDBError(code: ENOSPC, operation: "")
+    static let corrupted = LMDBError(code: MDB_CORRUPTED, operation: "")
     /// The environment was closed (our code, not LMDB's: no call reaches a closed handle).
     static let closed = LMDBError(code: EBADF, operation: "environment closed")
 
