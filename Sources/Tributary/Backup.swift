@@ -52,7 +52,10 @@ extension Store {
             try log.copy(to: Store.logPath(staging))
             summary.logBytes = fileSize(Store.logPath(staging) + "/data.mdb") ?? 0
             if let bytes = files.contents(atPath: Credentials.path(inDataDirectory: dataDirectory)) {
-                try writeNew(Credentials.path(inDataDirectory: staging), bytes, mode: 0o600)
+                // The staging directory is new: nothing can be there already.
+                _ = try createDurably(
+                    Credentials.path(inDataDirectory: staging), Array(bytes), mode: 0o600,
+                    failure: { StoreError(message: $0) })
                 summary.credentials = true
             }
             // Opening the copy proves it is a log; its head is what it holds.
@@ -92,15 +95,4 @@ private func syncDirectory(_ path: String) throws {
     guard fd >= 0 else { throw StoreError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     guard fsync(fd) == 0 else { throw StoreError(message: "cannot sync \(path): \(String(cString: strerror(errno)))") }
-}
-
-/// Creates `path` (never overwriting) with `bytes`, on disk when this returns.
-private func writeNew(_ path: String, _ bytes: Data, mode: mode_t) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw StoreError(message: "cannot create \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    guard written == bytes.count, fsync(fd) == 0 else {
-        throw StoreError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
-    }
 }

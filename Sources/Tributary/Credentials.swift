@@ -53,14 +53,9 @@ public struct Credentials: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let bytes = Array(try encoder.encode(credentials)) + [0x0A]
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            if errno == EEXIST { return try loadOrCreate(dataDirectory: dataDirectory) }
-            throw CredentialsError(message: "cannot create \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count, fsync(fd) == 0 else {
-            throw CredentialsError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
+        // Another process may have created it meanwhile: then its secrets are the ones.
+        guard try createDurably(path, bytes, mode: 0o600, failure: { CredentialsError(message: $0) }) else {
+            return try loadOrCreate(dataDirectory: dataDirectory)
         }
         return credentials
     }

@@ -35,14 +35,12 @@ extension ChangeRecord {
                     let value = try parser.parseValue()
                     throw CoreError(.wrongType, "expected an object, found \(value.typeName)", field: "entityChange")
                 }
-                // Read member by member into the fields it needs: no object of generic values
-                // to build and search (most of a record's decoding time when it did).
+                // Read member by member into the fields it needs: no object of generic values to
+                // build and search (2 allocations a record instead of 7; no faster, measured).
                 var members = EntityChange.WireFields()
-                try parser.enter()
-                try parser.objectMembers { key, parser throws(CoreError) in
+                try parser.nestedObjectMembers { key, parser throws(CoreError) in
                     members.set(key, try parser.parseValue())
                 }
-                parser.depth -= 1
                 fields = members
             case "entity":
                 entity = try parser.entityRow()

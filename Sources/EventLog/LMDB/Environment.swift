@@ -45,11 +45,7 @@ final class Environment: @unchecked Sendable {
         }
         // LMDB maps the file and trusts it: a page past the end of a truncated file (an
         // interrupted copy, a full disk during a restore) is a SIGBUS on first touch, not an error.
-        var info = MDB_envinfo()
-        mdb_env_info(env, &info)
-        var stats = MDB_stat()
-        mdb_env_stat(env, &stats)
-        let needed = (Int(info.me_last_pgno) + 1) * Int(stats.ms_psize)
+        let needed = Environment.usage(of: env).used
         var file = stat()
         if stat(path + "/data.mdb", &file) == 0, Int(file.st_size) < needed {
             mdb_env_close(env)
@@ -95,11 +91,13 @@ final class Environment: @unchecked Sendable {
     }
 
     /// Bytes of the map in use (through the last page written) and the map's size.
-    var usage: (used: Int, size: Int) {
+    var usage: (used: Int, size: Int) { Environment.usage(of: handle) }
+
+    private static func usage(of env: OpaquePointer) -> (used: Int, size: Int) {
         var info = MDB_envinfo()
-        mdb_env_info(handle, &info)
+        mdb_env_info(env, &info)
         var stat = MDB_stat()
-        mdb_env_stat(handle, &stat)
+        mdb_env_stat(env, &stat)
         return ((Int(info.me_last_pgno) + 1) * Int(stat.ms_psize), info.me_mapsize)
     }
 

@@ -137,13 +137,20 @@ public struct JSONParser: ~Copyable {
     }
 
     mutating func parseObjectBody() throws(CoreError) -> JSONObject {
-        try enter()
         var members: [JSONObject.Member] = []
-        try objectMembers { key, parser throws(CoreError) in
+        try nestedObjectMembers { key, parser throws(CoreError) in
             members.append(JSONObject.Member(key, try parser.parseValue()))
         }
-        depth -= 1
         return JSONObject(members)
+    }
+
+    /// `objectMembers` for an object nested in the document, counted against the nesting limit.
+    mutating func nestedObjectMembers(_ body: (String, inout JSONParser) throws(CoreError) -> Void)
+        throws(CoreError)
+    {
+        try enter()
+        try objectMembers(body)
+        depth -= 1
     }
 
     mutating func literal(_ word: StaticString) throws(CoreError) {
