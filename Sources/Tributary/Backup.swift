@@ -26,8 +26,14 @@ extension Store {
     ///
     /// The copy is written into a hidden directory beside `destination` and renamed to it once
     /// complete, so a failed or killed backup never leaves a `destination` that looks whole.
-    /// - Parameter phase: told what is being copied, for a long backup's display.
-    public func backup(to destination: String, phase: (String) -> Void = { _ in }) throws -> BackupSummary {
+    /// Backups into one parent directory take turns (an `flock` on the parent), so the hidden
+    /// directories a killed backup left there are known to be dead and are removed.
+    /// - Parameters:
+    ///   - phase: told what is being copied ("the log"), for a long backup's display.
+    ///   - waiting: told the parent directory when another backup into it runs, before waiting.
+    public func backup(
+        to destination: String, phase: (String) -> Void = { _ in }, waiting: (String) -> Void = { _ in }
+    ) throws -> BackupSummary {
         let files = FileManager.default
         var isDirectory: ObjCBool = false
         if files.fileExists(atPath: destination, isDirectory: &isDirectory) {
@@ -38,7 +44,11 @@ extension Store {
         let target = URL(fileURLWithPath: destination)
         let parent = target.deletingLastPathComponent().path
         try files.createDirectory(atPath: parent, withIntermediateDirectories: true)
-        let staging = parent + "/.\(target.lastPathComponent).partial-\(RandomID.make(length: 8))"
+        let turn = try BackupTurn(parent, waiting: { waiting(parent) })
+        defer { turn.release() }
+        try turn.removeAbandonedCopies()
+        let staging =
+            parent + "/.\(target.lastPathComponent).partial-\(RandomID.make(length: BackupTurn.stagingSuffixLength))"
         try files.createDirectory(atPath: staging, withIntermediateDirectories: false)
         var summary = BackupSummary(head: .zero, logBytes: 0, viewsBytes: nil, credentials: false)
         do {
@@ -83,6 +93,47 @@ extension Store {
 public struct StoreError: Error, CustomStringConvertible {
     public let message: String
     public var description: String { message }
+}
+
+/// One backup at a time into a parent directory: an exclusive `flock` on the directory itself,
+/// released by the kernel when the process dies, so a staging directory found while holding it
+/// belongs to a backup that was killed.
+private struct BackupTurn {
+    let parent: String
+    private let fd: Int32
+
+    init(_ parent: String, waiting: () -> Void) throws {
+        self.parent = parent
+        fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError(message: "cannot open \(parent): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            waiting()
+            guard flock(fd, LOCK_EX) == 0 else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw StoreError(message: "cannot lock \(parent) for the backup: \(reason)")
+            }
+        }
+    }
+
+    func release() { close(fd) }
+
+    /// Removes the staging directories of killed backups: hidden, named `.NAME.partial-XXXXXXXX`.
+    func removeAbandonedCopies() throws {
+        let files = FileManager.default
+        for name in try files.contentsOfDirectory(atPath: parent) where Self.isStagingName(name) {
+            try files.removeItem(atPath: parent + "/" + name)
+        }
+    }
+
+    static func isStagingName(_ name: String) -> Bool {
+        let parts = name.split(separator: ".partial-", omittingEmptySubsequences: false)
+        guard name.hasPrefix("."), parts.count == 2, parts[0].count > 1, parts[1].count == stagingSuffixLength
+        else { return false }
+        return parts[1].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+    }
+
+    static let stagingSuffixLength = 8
 }
 
 private func fileSize(_ path: String) -> Int? {

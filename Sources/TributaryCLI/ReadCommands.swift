@@ -62,7 +62,9 @@ struct BackupCommand: AsyncParsableCommand {
         defer { store.close() }
         let progress = ProgressBar()
         do {
-            let summary = try store.backup(to: destination) { phase in progress.show("copying the \(phase)…") }
+            let summary = try store.backup(
+                to: destination, phase: { progress.show("copying the \($0)…") },
+                waiting: { FileHandleStderr.write("waiting for another backup into \($0) to finish\n") })
             progress.finish()
             let megabytes = { (bytes: Int) in String(format: "%.1f MB", Double(bytes) / 1e6) }
             var parts = ["log \(megabytes(summary.logBytes))"]
