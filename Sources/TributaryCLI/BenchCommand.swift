@@ -49,13 +49,11 @@ struct BenchCommand: AsyncParsableCommand {
         bench.http = http
         bench.tailCases = tailCases.split(separator: ",").compactMap(TailCase.init)
         bench.tailSeconds = tailSeconds
-        do {
+        try await reporting {
             try await bench.run(scratch: scratch, logger: Logger(label: "tributary.bench")) { result in
                 print(json ? result.json : result.line)
                 fflush(nil)
             }
-        } catch {
-            throw fail("\(error)")
         }
     }
 }

@@ -9,11 +9,7 @@ import TributaryCore
 
 /// Opens a data directory for writing (views included).
 func openForWriting(_ data: String, limits: ChangeLimits = .init()) throws -> Store {
-    do {
-        return try Store(dataDirectory: data, limits: limits, logger: Logger(label: "tributary"))
-    } catch {
-        throw fail("\(error)")
-    }
+    try reporting { try Store(dataDirectory: data, limits: limits, logger: Logger(label: "tributary")) }
 }
 
 struct RebuildCommand: AsyncParsableCommand {
@@ -31,7 +27,7 @@ struct RebuildCommand: AsyncParsableCommand {
         guard let projections = store.projections else { throw fail("no views in \(options.data)") }
         let bar = ProgressBar()
         let started = Date()
-        do {
+        try await reporting(cleanup: bar.finish) {
             try await projections.rebuild(views) { done, target in
                 // Past the last change come the indexes and the swap into views.sqlite (about a third
                 // of the time at 1M changes): say so rather than sit at 100%.
@@ -40,9 +36,6 @@ struct RebuildCommand: AsyncParsableCommand {
                     done: Int(done.rawValue), total: Int(target.rawValue), unit: "changes",
                     suffix: loaded ? "— indexing, then swapping into views.sqlite" : "", force: loaded)
             }
-        } catch {
-            bar.finish()
-            throw fail("\(error)")
         }
         bar.finish()
         let seconds = Date().timeIntervalSince(started)
@@ -72,14 +65,11 @@ struct ProjectCommand: AsyncParsableCommand {
         guard store.views != nil else { throw fail("no views in \(options.data)") }
         let projections = store.makeProjections(batchSize: batchSize)
         let bar = ProgressBar()
-        do {
+        try await reporting(cleanup: bar.finish) {
             try await projections.prepare()
             try await projections.catchUp { done, target in
                 bar.update(done: Int(done.rawValue), total: Int(target.rawValue), unit: "changes")
             }
-        } catch {
-            bar.finish()
-            throw fail("\(error)")
         }
         bar.finish()
         let at = projections.checkpoints.map { "\($0.key) @ \($0.value)" }.sorted().joined(separator: ", ")
@@ -102,9 +92,8 @@ struct ReindexCommand: AsyncParsableCommand {
     func run() async throws {
         let bar = ProgressBar()
         let started = Date()
-        let indexed: UInt64
-        do {
-            indexed = try await Store.reindex(dataDirectory: options.data, logger: Logger(label: "tributary")) {
+        let indexed = try await reporting(cleanup: bar.finish) {
+            try await Store.reindex(dataDirectory: options.data, logger: Logger(label: "tributary")) {
                 done, head in
                 // Most entries are written after the last record is read (two thirds of the time
                 // at 1M changes): say so rather than sit at 100%.
@@ -113,9 +102,6 @@ struct ReindexCommand: AsyncParsableCommand {
                     done: Int(done), total: Int(head), unit: "changes",
                     suffix: read ? "— writing the index entries" : "", force: read)
             }
-        } catch {
-            bar.finish()
-            throw fail("\(error)")
         }
         bar.finish()
         print(

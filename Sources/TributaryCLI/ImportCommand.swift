@@ -41,11 +41,8 @@ struct ImportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "tributary.import")
-        let store: Store
-        do {
-            store = try Store(dataDirectory: options.data, durability: durability.value, logger: logger)
-        } catch {
-            throw fail("\(error)")
+        let store = try reporting {
+            try Store(dataDirectory: options.data, durability: durability.value, logger: logger)
         }
         defer { store.close() }
         let bar = ProgressBar()

@@ -5,11 +5,7 @@ import Tributary
 
 /// Opens a data directory for reading; works while another process writes it.
 func openForReading(_ data: String) throws -> Store {
-    do {
-        return try Store(dataDirectory: data, readOnly: true, logger: Logger(label: "tributary"))
-    } catch {
-        throw fail("\(error)")
-    }
+    try reporting { try Store(dataDirectory: data, readOnly: true, logger: Logger(label: "tributary")) }
 }
 
 struct ReplayCommand: AsyncParsableCommand {
@@ -36,10 +32,8 @@ struct ReplayCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try openForReading(options.data)
         defer { store.close() }
-        do {
-            _ = try Replayer(from: from, to: to, entity: entity, limit: limit).run(store: store, to: Output())
-        } catch {
-            throw fail("\(error)")
+        _ = try reporting {
+            try Replayer(from: from, to: to, entity: entity, limit: limit).run(store: store, to: Output())
         }
     }
 }
@@ -61,7 +55,7 @@ struct BackupCommand: AsyncParsableCommand {
         let store = try openForReading(options.data)
         defer { store.close() }
         let progress = ProgressBar()
-        do {
+        try reporting(cleanup: progress.finish) {
             let summary = try store.backup(
                 to: destination, phase: { progress.show("copying the \($0)…") },
                 waiting: { FileHandleStderr.write("waiting for another backup into \($0) to finish\n") })
@@ -72,9 +66,6 @@ struct BackupCommand: AsyncParsableCommand {
             if summary.credentials { parts.append("credentials") }
             print(
                 "backed up \(options.data) to \(destination) at head \(summary.head): \(parts.joined(separator: ", "))")
-        } catch {
-            progress.finish()
-            throw fail("\(error)")
         }
     }
 }
@@ -89,11 +80,9 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try openForReading(options.data)
         defer { store.close() }
-        do {
+        try reporting {
             let report = try StatusReport(store: store)
             print(json ? report.json : report.text)
-        } catch {
-            throw fail("\(error)")
         }
     }
 }
@@ -119,14 +108,10 @@ struct VerifyCommand: AsyncParsableCommand {
         defer { store.close() }
         let bar = ProgressBar()
         let head = store.log.head.rawValue
-        let report: VerifyOutcome
-        do {
-            report = try await VerifyOutcome(store: store, from: from ?? 0, checkViews: !noViews) { id in
+        let report = try await reporting(cleanup: bar.finish) {
+            try await VerifyOutcome(store: store, from: from ?? 0, checkViews: !noViews) { id in
                 bar.update(done: Int(id), total: Int(head), unit: "ids")
             }
-        } catch {
-            bar.finish()
-            throw fail("\(error)")
         }
         bar.finish()
         print(report.text)

@@ -45,21 +45,14 @@ struct ServeCommand: AsyncParsableCommand {
             syncInterval: .seconds(syncInterval))
         configuration.maxEntityBytes = maxEntityMib << 20
         configuration.maxPushBytes = maxPushMib << 20
-        let node: Node
-        do {
-            node = try Node(configuration: configuration, logger: logger)
-        } catch {
-            throw fail("\(error)")
-        }
+        let node = try reporting { try Node(configuration: configuration, logger: logger) }
         defer { node.close() }
         let announcer = logger
-        do {
+        try await reporting {
             try await node.run { port in
                 announcer.notice(
                     "listening", metadata: ["http.url": "http://\(host):\(port)", "data": "\(options.data)"])
             }
-        } catch {
-            throw fail("\(error)")
         }
     }
 }
@@ -71,13 +64,11 @@ struct CredentialsCommand: AsyncParsableCommand {
     @OptionGroup var options: DataOptions
 
     func run() async throws {
-        do {
+        try reporting {
             let credentials = try Credentials.loadOrCreate(dataDirectory: options.data)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(credentials), as: UTF8.self))
-        } catch {
-            throw fail("\(error)")
         }
     }
 }
@@ -110,14 +101,11 @@ struct SyncCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try openForWriting(options.data, limits: ChangeLimits(maxEntityBytes: maxEntityMib << 20))
         defer { store.close() }
-        let engine: SyncEngine
-        do {
-            engine = try SyncEngine(
+        let engine = try reporting {
+            try SyncEngine(
                 peer: SyncPeer(
                     url: peer, documentSecret: documentSecret, syncVersion: syncVersion, fullHistory: fullHistory),
                 log: store.log, applier: store.applier, logger: Logger(label: "tributary.sync"))
-        } catch {
-            throw fail("\(error)")
         }
         defer { engine.close() }
         guard let outcome = await engine.trySyncOnce() else { throw fail("a sync is already running") }

@@ -33,7 +33,7 @@ struct TailCommand: AsyncParsableCommand {
         }
         let client = TributaryClient(url: url, apiToken: apiToken)
         let output = Output()
-        do {
+        try await reporting(cleanup: client.close) {
             try await client.follow(after: EntityChangeID(from), fullRows: fullRows) { event in
                 switch event {
                 case .change(let logged):
@@ -49,9 +49,6 @@ struct TailCommand: AsyncParsableCommand {
                 }
                 return true
             }
-        } catch {
-            await client.close()
-            throw fail("\(error)")
         }
         await client.close()
     }

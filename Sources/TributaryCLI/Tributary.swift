@@ -63,6 +63,33 @@ func fail(_ message: String, code: Int32 = 1) -> ExitCode {
     return ExitCode(code)
 }
 
+/// Runs a command's work, reporting any error through `fail` after `cleanup` (which clears a
+/// progress line).
+func reporting<T>(cleanup: () -> Void = {}, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let exit as ExitCode {
+        cleanup()
+        throw exit
+    } catch {
+        cleanup()
+        throw fail("\(error)")
+    }
+}
+
+/// `reporting` for asynchronous work.
+func reporting<T>(cleanup: () async -> Void = {}, _ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let exit as ExitCode {
+        await cleanup()
+        throw exit
+    } catch {
+        await cleanup()
+        throw fail("\(error)")
+    }
+}
+
 enum FileHandleStderr {
     static func write(_ text: String) {
         var text = text
