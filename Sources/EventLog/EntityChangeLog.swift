@@ -923,12 +923,18 @@ func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-private func makeDirectories(_ path: String) throws {
+/// `mkdir -p`, with an error that names the directory and the reason.
+package func makeDirectories(_ path: String) throws(EventLogError) {
     var partial = path.hasPrefix("/") ? "" : "."
     for component in path.split(separator: "/") {
         partial += "/" + component
-        if mkdir(partial, 0o755) != 0 && errno != EEXIST {
+        guard mkdir(partial, 0o755) != 0 else { continue }
+        guard errno == EEXIST else {
             throw EventLogError(.storage, "cannot create \(partial): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        if stat(partial, &info) == 0, info.st_mode & S_IFMT != S_IFDIR {
+            throw EventLogError(.storage, "cannot create \(partial): a file that is not a directory is in the way")
         }
     }
 }

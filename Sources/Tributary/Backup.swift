@@ -43,7 +43,7 @@ extension Store {
         }
         let target = URL(fileURLWithPath: destination)
         let parent = target.deletingLastPathComponent().path
-        try files.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        try makeDirectories(parent)
         let turn = try BackupTurn(parent, waiting: { waiting(parent) })
         defer { turn.release() }
         try turn.removeAbandonedCopies()

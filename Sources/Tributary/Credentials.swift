@@ -1,3 +1,4 @@
+import EventLog
 import Foundation
 import Glibc
 import TributaryCore
@@ -41,7 +42,7 @@ public struct Credentials: Codable, Sendable, Equatable {
     ///   silent new secret that would break every peer's login.
     public static func loadOrCreate(dataDirectory: String) throws -> Credentials {
         let path = path(inDataDirectory: dataDirectory)
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        try makeDirectories(dataDirectory)
         if FileManager.default.fileExists(atPath: path) { return try load(dataDirectory: dataDirectory) }
         // Trilium's documentSecret and documentId are base64 of 16 random bytes.
         func secret(_ bytes: Int) -> String {

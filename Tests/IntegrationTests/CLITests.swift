@@ -228,6 +228,18 @@ import TributaryTesting
             let noLog = try await runTributary(["replay", "--data", dir + "/empty"])
             #expect(noLog.exitCode == 1)
             #expect(noLog.standardError.contains("no log in"))
+            // A data directory or backup destination that cannot be created is named, with the reason.
+            try "x".write(toFile: dir + "/file", atomically: true, encoding: .utf8)
+            for arguments in [
+                ["credentials", "--data", dir + "/file/data"], ["backup", "--data", dir + "/data", dir + "/file/copy"],
+            ] {
+                let unusable = try await runTributary(arguments)
+                #expect(unusable.exitCode == 1)
+                #expect(
+                    unusable.standardError
+                        == "error: cannot create \(dir)/file: a file that is not a directory is in the way\n",
+                    "\(arguments)")
+            }
         }
     }
 }
