@@ -396,7 +396,7 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func aTailSeesEveryCommitInOrder() async throws {
+    @Test(.timeLimit(.minutes(3))) func aTailSeesEveryCommitInOrder() async throws {
         try await withTemporaryDirectory { dir in
             let log = try openLog(dir)
             defer { log.close() }
@@ -431,7 +431,7 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func aWaitingTailEndsOnCancellation() async throws {
+    @Test(.timeLimit(.minutes(3))) func aWaitingTailEndsOnCancellation() async throws {
         try await withTemporaryDirectory { dir in
             let log = try openLog(dir)
             defer { log.close() }

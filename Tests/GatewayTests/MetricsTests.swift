@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TributaryTesting
 
-@Suite(.timeLimit(.minutes(1))) struct MetricsTests {
+@Suite(.timeLimit(.minutes(3))) struct MetricsTests {
     /// `/metrics` carries what docs/api.md lists, with what happened: the log's appends and commit
     /// times, the apply path's outcomes, the views' lag and the HTTP layer's requests. (The
     /// metrics system is one per process, so counts include other tests' nodes: at least, not

@@ -210,7 +210,7 @@ private struct CountingProjector: Projector {
     func apply(_ changes: ArraySlice<LoggedChange>, _ db: Database) throws { calls.value.withLock { $0 += 1 } }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct GatheringTests {
+@Suite(.timeLimit(.minutes(3))) struct GatheringTests {
     /// Once caught up, the runner lets commits gather before its next transaction: 19 commits
     /// made while it waits are projected together, not one transaction each, and every change
     /// still arrives.

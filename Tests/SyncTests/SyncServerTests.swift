@@ -13,7 +13,7 @@ private func change(_ name: EntityName, _ id: String, _ row: JSONObject?, hash: 
     return ChangeRecord(change: change, entity: row.map(EntityRow.init))
 }
 
-@Suite(.timeLimit(.minutes(1))) struct SyncServerTests {
+@Suite(.timeLimit(.minutes(3))) struct SyncServerTests {
     @Test func aPullStopsAtThePublishedHead() async throws {
         // A commit's records are in the log a moment before its index entries reach the lookups.
         // A pull made in that moment used to see the entity's previous change as current, take
