@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EventLogTests",
-            dependencies: ["EventLog", "TributaryCore", "Tributary", "TributaryTesting"],
+            dependencies: ["EventLog", "TributaryCore", "Tributary", "TributaryTesting", "CCRC32C"],
             swiftSettings: strict
         ),
         .testTarget(

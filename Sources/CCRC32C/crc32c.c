@@ -40,6 +40,10 @@ static uint32_t crc32c_table(uint32_t crc, const unsigned char *p, size_t n) {
     return ~crc;
 }
 
+uint32_t tributary_crc32c_portable(uint32_t crc, const void *data, size_t length) {
+    return crc32c_table(crc, (const unsigned char *)data, length);
+}
+
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 __attribute__((target("sse4.2")))
