@@ -112,17 +112,26 @@ struct RecordView {
         withUnsafeMutableBytes(of: &d) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[7..<15])) }
         date = Int64(littleEndian: d)
         var p = RecordCodec.headerSize
-        func next() throws(EventLogError) -> Range<Int> {
-            guard p < bytes.count else { throw .corrupt(id, "truncated field") }
-            let n = Int(bytes[p])
-            guard p + 1 + n <= bytes.count else { throw .corrupt(id, "truncated field") }
-            defer { p += 1 + n }
-            return (p + 1)..<(p + 1 + n)
-        }
-        fields = (try next(), try next(), try next(), try next(), try next(), try next())
+        fields = (
+            try Self.field(bytes, at: &p, id), try Self.field(bytes, at: &p, id), try Self.field(bytes, at: &p, id),
+            try Self.field(bytes, at: &p, id), try Self.field(bytes, at: &p, id), try Self.field(bytes, at: &p, id)
+        )
         entityStart = p
         guard EntityName(code: nameCode) != nil else { throw .corrupt(id, "unknown entity name code \(nameCode)") }
         if flags & 4 == 0 && entityStart != bytes.count { throw .corrupt(id, "trailing bytes") }
+    }
+
+    /// The length-prefixed field at `p`, moving `p` past it. (A nested function capturing `p`
+    /// made every access to it dynamically checked: 12 % of a record scan's CPU samples.)
+    @inline(__always)
+    private static func field(_ bytes: UnsafeRawBufferPointer, at p: inout Int, _ id: EntityChangeID)
+        throws(EventLogError) -> Range<Int>
+    {
+        guard p < bytes.count else { throw .corrupt(id, "truncated field") }
+        let n = Int(bytes[p])
+        guard p + 1 + n <= bytes.count else { throw .corrupt(id, "truncated field") }
+        defer { p += 1 + n }
+        return (p + 1)..<(p + 1 + n)
     }
 
     var entityName: EntityName { EntityName(code: nameCode)! }
