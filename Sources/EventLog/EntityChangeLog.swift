@@ -666,15 +666,8 @@ public final class EntityChangeLog: Sendable {
             throw EventLogError.storage(error, directory: directory)
         }
         // LMDB writes the copy without syncing it.
-        for path in [directory + "/data.mdb", directory] {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0, fsync(fd) == 0 else {
-                let reason = String(cString: strerror(errno))
-                if fd >= 0 { Glibc.close(fd) }
-                throw EventLogError(.storage, "cannot sync the copy at \(path): \(reason)")
-            }
-            Glibc.close(fd)
-        }
+        try syncToDisk(directory + "/data.mdb")
+        try syncToDisk(directory)
     }
 
     /// Bytes of the map in use, and its size.
@@ -921,6 +914,17 @@ func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// fsync of a file or a directory (for the entries in it), with an error naming it.
+package func syncToDisk(_ path: String) throws(EventLogError) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0, fsync(fd) == 0 else {
+        let reason = String(cString: strerror(errno))
+        if fd >= 0 { Glibc.close(fd) }
+        throw EventLogError(.storage, "cannot sync \(path): \(reason)")
+    }
+    Glibc.close(fd)
 }
 
 /// `mkdir -p`, with an error that names the directory and the reason.

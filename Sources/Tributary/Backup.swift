@@ -75,12 +75,15 @@ extension Store {
                 directory: Store.logPath(staging), configuration: configuration, logger: logger)
             summary.head = copy.head
             copy.close()
+            // The staging directory's own entries (log/, views.sqlite, credentials.json) must be on
+            // disk before its name is.
+            try syncToDisk(staging)
             // rename(2) replaces an empty directory, and only an empty one.
             guard rename(staging, destination) == 0 else {
                 throw StoreError(
                     message: "cannot rename the copy to \(destination): \(String(cString: strerror(errno)))")
             }
-            try syncDirectory(parent)
+            try syncToDisk(parent)
         } catch {
             try? files.removeItem(atPath: staging)
             throw error
@@ -139,11 +142,4 @@ private struct BackupTurn {
 private func fileSize(_ path: String) -> Int? {
     var info = stat()
     return stat(path, &info) == 0 ? Int(info.st_size) : nil
-}
-
-private func syncDirectory(_ path: String) throws {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw StoreError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    guard fsync(fd) == 0 else { throw StoreError(message: "cannot sync \(path): \(String(cString: strerror(errno)))") }
 }
