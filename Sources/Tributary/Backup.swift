@@ -47,8 +47,7 @@ extension Store {
         let turn = try BackupTurn(parent, waiting: { waiting(parent) })
         defer { turn.release() }
         try turn.removeAbandonedCopies()
-        let staging =
-            parent + "/.\(target.lastPathComponent).partial-\(RandomID.make(length: BackupTurn.stagingSuffixLength))"
+        let staging = parent + "/" + BackupTurn.stagingName(for: target.lastPathComponent)
         try files.createDirectory(atPath: staging, withIntermediateDirectories: false)
         var summary = BackupSummary(head: .zero, logBytes: 0, viewsBytes: nil, credentials: false)
         do {
@@ -129,14 +128,20 @@ private struct BackupTurn {
         }
     }
 
+    /// A new staging directory's name for `destination`: `.NAME.partial-XXXXXXXX`.
+    static func stagingName(for destination: String) -> String {
+        "." + destination + stagingMarker + RandomID.make(length: stagingSuffixLength)
+    }
+
     static func isStagingName(_ name: String) -> Bool {
-        let parts = name.split(separator: ".partial-", omittingEmptySubsequences: false)
+        let parts = name.split(separator: stagingMarker, omittingEmptySubsequences: false)
         guard name.hasPrefix("."), parts.count == 2, parts[0].count > 1, parts[1].count == stagingSuffixLength
         else { return false }
         return parts[1].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
     }
 
-    static let stagingSuffixLength = 8
+    private static let stagingMarker = ".partial-"
+    private static let stagingSuffixLength = 8
 }
 
 private func fileSize(_ path: String) -> Int? {

@@ -68,12 +68,9 @@ func fail(_ message: String, code: Int32 = 1) -> ExitCode {
 func reporting<T>(cleanup: () -> Void = {}, _ body: () throws -> T) throws -> T {
     do {
         return try body()
-    } catch let exit as ExitCode {
-        cleanup()
-        throw exit
     } catch {
         cleanup()
-        throw fail("\(error)")
+        throw reported(error)
     }
 }
 
@@ -81,13 +78,15 @@ func reporting<T>(cleanup: () -> Void = {}, _ body: () throws -> T) throws -> T 
 func reporting<T>(cleanup: () async -> Void = {}, _ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
-    } catch let exit as ExitCode {
-        await cleanup()
-        throw exit
     } catch {
         await cleanup()
-        throw fail("\(error)")
+        throw reported(error)
     }
+}
+
+/// An exit code passes through (already reported); anything else is reported now.
+private func reported(_ error: any Error) -> any Error {
+    error as? ExitCode ?? fail("\(error)")
 }
 
 enum FileHandleStderr {
