@@ -221,10 +221,18 @@ extension CrashTests {
                     input: .none, output: .discarded, error: .discarded
                 ) { execution in
                     if round == 8 {
-                        while try !FileManager.default.contentsOfDirectory(atPath: dir).contains(where: {
-                            $0.hasPrefix(".copy8.partial-")
-                        }) {
-                            try await Task.sleep(for: .milliseconds(2))
+                        // Polled on a thread of its own: a Task.sleep on the suite's busy pool can
+                        // oversleep the whole copy, and the poll would then wait forever. It also
+                        // ends if the copy completes first, and after a minute.
+                        try await onOwnThread {
+                            for _ in 0..<120_000 {
+                                let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                                if names.contains(where: { $0.hasPrefix(".copy8.partial-") }) || names.contains("copy8")
+                                {
+                                    return
+                                }
+                                usleep(500)
+                            }
                         }
                     } else {
                         try await Task.sleep(for: delay)
