@@ -19,8 +19,11 @@ extension Gateway {
                 ]))
         }
         router.get("/api/sync/stats") { _, _ in
-            json(.object(["initialized": .bool(true), "outstandingPullCount": .number(0)]))
+            // What this node, as a client, was told is left to pull (0 without a peer).
+            let outstanding = peers().first?.outstandingPullCount ?? 0
+            return json(.object(["initialized": .bool(true), "outstandingPullCount": .number(outstanding)]))
         }
+        router.post("/api/sync/now") { request, _ in try await syncNowRoute(request) }
         router.get("/api/setup/sync-seed") { request, _ in try syncSeed(request) }
         router.post("/api/login/sync") { request, _ in try await login(request) }
         router.put("/api/sync/update") { request, _ in try await update(request) }
@@ -54,28 +57,26 @@ extension Gateway {
         guard case .string(let timestamp)? = object["timestamp"] else {
             throw GatewayError.badRequest("'timestamp' (a string) is required")
         }
-        guard case .string(let hash)? = object["hash"] else {
-            throw GatewayError.badRequest("'hash' (a string) is required")
-        }
-        guard let version = object["syncVersion"], case .number(let versionText) = version,
-            let syncVersion = Int(versionText)
-        else { throw GatewayError.badRequest("'syncVersion' (an integer) is required") }
+        // Trilium's order of checks (§3.5): the clock, then the version, then the secret.
         guard let sent = parseTimestamp(timestamp), abs(Date().timeIntervalSince(sent)) <= 300 else {
             throw GatewayError(
                 .unauthorized,
                 "Auth request time is out of sync, please check that both client and server have correct time. "
                     + "The difference between clocks has to be smaller than 5 minutes.")
         }
-        guard syncVersion == configuration.syncVersion else {
+        // Trilium compares strictly (`===`): "36" or 36.0 is another version, not a 36.
+        let version = object["syncVersion"]
+        guard case .number(let versionText)? = version, Int(versionText) == configuration.syncVersion else {
+            let remote = version.map { String(decoding: $0.jsonBytes, as: UTF8.self) } ?? "undefined"
             throw GatewayError.badRequest(
-                "Non-matching sync versions, local is version \(configuration.syncVersion), remote is \(syncVersion). "
+                "Non-matching sync versions, local is version \(configuration.syncVersion), remote is \(remote.prefix(40)). "
                     + "It is recommended to run same version of Trilium on both sides of sync.")
         }
         let expected = Data(
             HMAC<SHA256>.authenticationCode(
                 for: Data(timestamp.utf8), using: SymmetricKey(data: Data(configuration.documentSecret.utf8)))
         ).base64EncodedString()
-        guard constantTimeEqual(expected, hash) else {
+        guard case .string(let hash)? = object["hash"], constantTimeEqual(expected, hash) else {
             throw GatewayError.badRequest(
                 "Sync login credentials are incorrect. It looks like you're trying to sync two different "
                     + "initialized documents which is not possible.")
@@ -87,6 +88,11 @@ extension Gateway {
             ]))
         response.headers[.setCookie] =
             "\(Sessions.cookieName)=\(token); Path=/; HttpOnly; Max-Age=\(Int(Sessions.lifetime))"
+        // Tributary's extension, offered to a client that asks beside its syncVersion; a plain
+        // Trilium client never asks and never sees the header.
+        if request.headers[HTTPField.Name(SyncPeer.historyHeader)!] == "full" {
+            response.headers[HTTPField.Name(SyncPeer.historyHeader)!] = "full"
+        }
         return response
     }
 
@@ -124,12 +130,43 @@ extension Gateway {
             throw GatewayError.badRequest("\(error)")
         }
         do {
-            _ = try await server.applier.applyRemote(push.records, from: .peer(instanceId: push.instanceId))
+            let report = try await server.applier.applyRemote(push.records, from: .peer(instanceId: push.instanceId))
+            // As Trilium's server does when a pushed batch applies a change (§4.1).
+            if report.applied > 0 { broadcastSyncStatus("sync-pull-in-progress") }
         } catch let error as ApplyError {
             throw GatewayError.badRequest("entities[\(error.index)]: \(error.cause)")
         }
         Counter(label: "tributary_sync_received_changes_total").increment(by: push.records.count)
         return noContent()
+    }
+
+    /// `POST /api/sync/now` — Trilium's "sync now" (bearer token here: Tributary has no UI
+    /// sessions). Runs a cycle with the configured peer, or waits for the one running, and
+    /// answers with Trilium's result shape.
+    func syncNowRoute(_ request: Request) async throws -> Response {
+        try requireToken(request)
+        guard let syncNow else {
+            return json(
+                .object([
+                    "success": .bool(false), "errorCode": .string("NOT_CONFIGURED"),
+                    "message": .string("Sync not configured"),
+                ]))
+        }
+        broadcastSyncStatus("sync-pull-in-progress")
+        let outcome = await syncNow()
+        if let failure = outcome.failure {
+            return json(.object(["success": .bool(false), "message": .string(failure.message)]))
+        }
+        return json(
+            .object([
+                "success": .bool(true), "pushed": .number(outcome.pushed), "pulled": .number(outcome.pulled),
+            ]))
+    }
+
+    /// Trilium's `{"type":…,"lastSyncedPush":n}` to every WebSocket.
+    func broadcastSyncStatus(_ type: String) {
+        let message = #"{"type":"\#(type)","lastSyncedPush":\#(lastSyncedPush()?.rawValue ?? 0)}"#
+        statusMessages.broadcast(message)
     }
 
     func intHeader(_ request: Request, _ name: String) throws(GatewayError) -> Int? {

@@ -19,6 +19,8 @@ public struct Gateway: Sendable {
     let projections: ProjectionRunner?
     let metricsText: @Sendable () -> String
     let peers: @Sendable () -> [SyncEngine.PeerStatus]
+    /// Runs a sync cycle with the configured peer (joining one that runs); nil without a peer.
+    let syncNow: (@Sendable () async -> SyncEngine.Outcome)?
     let verify: (@Sendable () async throws -> (isSound: Bool, text: String))?
     let logger: Logger
     let sessions = Sessions()
@@ -31,6 +33,7 @@ public struct Gateway: Sendable {
         configuration: GatewayConfiguration, log: EntityChangeLog, applier: ChangeApplier,
         projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String,
         peers: @escaping @Sendable () -> [SyncEngine.PeerStatus] = { [] },
+        syncNow: (@Sendable () async -> SyncEngine.Outcome)? = nil,
         status: StatusBroadcaster = StatusBroadcaster(),
         verify: (@Sendable () async throws -> (isSound: Bool, text: String))? = nil,
         logger: Logger
@@ -42,6 +45,7 @@ public struct Gateway: Sendable {
         self.projections = projections
         self.metricsText = metricsText
         self.peers = peers
+        self.syncNow = syncNow
         self.statusMessages = status
         self.logger = logger
         uploads = PagedUploads(maxBytes: configuration.maxPagedBytes)
@@ -53,8 +57,10 @@ public struct Gateway: Sendable {
         -> some ApplicationProtocol
     {
         let router = Router()
-        router.add(middleware: ResponseHeadersMiddleware(log: log, logger: logger))
+        // Outermost, so it times refusals too: the next one turns errors into responses, and
+        // Hummingbird's metrics record a duration only for a response.
         router.add(middleware: MetricsMiddleware())
+        router.add(middleware: ResponseHeadersMiddleware(log: log, logger: logger))
         addTriliumRoutes(router)
         addTributaryRoutes(router)
         router.get("/ws") { request, _ -> Response in try webSocketRefusal(request) }

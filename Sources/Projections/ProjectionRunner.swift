@@ -272,6 +272,7 @@ public final class ProjectionRunner: Service, Sendable {
             } catch let error as EventLogError where error.code == .closed {
                 return
             } catch {
+                recordLag()
                 let wait = backoff.next()
                 logger.error(
                     "projecting the views failed; retrying",
@@ -323,9 +324,15 @@ public final class ProjectionRunner: Service, Sendable {
     }
 
     private func publish() {
-        let reached = minimumCheckpoint
-        lagGauge.record(Double(log.head.rawValue - min(log.head.rawValue, reached.rawValue)))
-        waiters.resume(upTo: reached)
+        recordLag()
+        waiters.resume(upTo: minimumCheckpoint)
+    }
+
+    /// Sets the lag metric to `lag` now. The runner records it after each page; whoever exports
+    /// metrics calls this before, since views that are stuck (or idle while the log grows) have
+    /// no page to record it after.
+    public func recordLag() {
+        lagGauge.record(Double(lag))
     }
 
     /// Returns once every view has projected `id` (it may not exist yet when called).

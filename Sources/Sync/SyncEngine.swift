@@ -22,12 +22,14 @@ public final class SyncEngine: Service, Sendable {
     let server: SyncServer
     let client: HTTPClient
     let interval: Duration
+    let retryCap: Duration
     let logger: Logger
     private let state: Mutex<State>
     /// Called with Trilium's WebSocket status names (`sync-pull-in-progress`, …) as a cycle runs.
     private let onStatus: @Sendable (String, EntityChangeID) -> Void
-    /// The peer's cursors and last success as metrics, labelled with the peer's URL.
-    private let gauges: (push: Gauge, pull: Gauge, lastSuccess: Gauge)
+    /// The peer's cursors, last success and last failure as metrics, labelled with its URL.
+    private let gauges: (push: Gauge, pull: Gauge, lastSuccess: Gauge, lastFailure: Gauge)
+    private let counters: (pushed: Counter, pulled: Counter)
 
     /// What `/api/status` shows about the peer.
     public struct PeerStatus: Sendable {
@@ -40,6 +42,10 @@ public final class SyncEngine: Service, Sendable {
         public var pulled = 0
         public var cycles = 0
         public var running = false
+        /// What the peer said was left to pull at the last page (Trilium's `/api/sync/stats`).
+        public var outstandingPullCount = 0
+        /// Whether the peer serves full history, as it answered at the last login (nil: not asked).
+        public var fullHistory: Bool?
     }
 
     /// The result of a cycle.
@@ -60,7 +66,8 @@ public final class SyncEngine: Service, Sendable {
     }
 
     public init(
-        peer: SyncPeer, log: EntityChangeLog, applier: ChangeApplier, interval: Duration = .seconds(60), logger: Logger,
+        peer: SyncPeer, log: EntityChangeLog, applier: ChangeApplier, interval: Duration = .seconds(60),
+        retryCap: Duration = .seconds(60), logger: Logger,
         onStatus: @escaping @Sendable (String, EntityChangeID) -> Void = { _, _ in }
     ) throws {
         self.peer = peer
@@ -68,6 +75,7 @@ public final class SyncEngine: Service, Sendable {
         self.applier = applier
         server = SyncServer(log: log, applier: applier)
         self.interval = interval
+        self.retryCap = retryCap
         self.logger = logger
         self.onStatus = onStatus
         var configuration = HTTPClient.Configuration()
@@ -82,7 +90,12 @@ public final class SyncEngine: Service, Sendable {
         gauges = (
             Gauge(label: "tributary_sync_last_synced_push", dimensions: dimensions),
             Gauge(label: "tributary_sync_last_synced_pull", dimensions: dimensions),
-            Gauge(label: "tributary_sync_last_success_timestamp_seconds", dimensions: dimensions)
+            Gauge(label: "tributary_sync_last_success_timestamp_seconds", dimensions: dimensions),
+            Gauge(label: "tributary_sync_last_failure_timestamp_seconds", dimensions: dimensions)
+        )
+        counters = (
+            Counter(label: "tributary_sync_pushed_changes_total", dimensions: dimensions),
+            Counter(label: "tributary_sync_pulled_changes_total", dimensions: dimensions)
         )
         gauges.push.record(Double(push.rawValue))
         gauges.pull.record(Double(pull.rawValue))
@@ -124,6 +137,7 @@ public final class SyncEngine: Service, Sendable {
             s.status.pulled += outcome.pulled
             if let failure = outcome.failure {
                 s.status.lastError = failure.message
+                gauges.lastFailure.record(Date().timeIntervalSince1970)
             } else {
                 s.status.lastSuccess = .now()
                 s.status.lastError = nil
@@ -134,7 +148,8 @@ public final class SyncEngine: Service, Sendable {
         }
         for waiter in waiters { waiter.resume(returning: outcome) }
         Counter(
-            label: "tributary_sync_cycles_total", dimensions: [("result", outcome.succeeded ? "converged" : "failed")]
+            label: "tributary_sync_cycles_total",
+            dimensions: [("peer", peer.url), ("result", outcome.succeeded ? "converged" : "failed")]
         )
         .increment()
         return outcome
@@ -148,7 +163,7 @@ public final class SyncEngine: Service, Sendable {
 
     /// Every interval and soon after local writes; retries failures with backoff.
     public func run() async throws {
-        var backoff = Backoff(cap: .seconds(60), jitter: 0.75...1.25)
+        var backoff = Backoff(cap: retryCap, jitter: 0.75...1.25)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let outcome = await syncOnce()
             let delay: Duration
@@ -176,9 +191,8 @@ public final class SyncEngine: Service, Sendable {
                         group.addTask { try await Task.sleep(for: delay) }
                         if wakeOnWrite {
                             group.addTask {
-                                // A write after this cycle: sync soon, once writes pause (debounce).
                                 try await self.log.waitForHead(beyond: seen)
-                                try await Task.sleep(for: .milliseconds(500))
+                                try await self.writesPause()
                             }
                         }
                         try await group.next()
@@ -191,6 +205,23 @@ public final class SyncEngine: Service, Sendable {
                 return
             }
             if Task.isShuttingDownGracefully { return }
+        }
+    }
+
+    /// Writes wake the engine once they pause this long (a batch of edits syncs once)…
+    static let writeQuiet: Duration = .milliseconds(300)
+    /// …or after this long under writes that never pause.
+    static let writeMaxWait: Duration = .seconds(3)
+
+    /// Returns once the log has not grown for `writeQuiet`, or after `writeMaxWait`.
+    private func writesPause() async throws {
+        let deadline = ContinuousClock.now + Self.writeMaxWait
+        var last = log.head
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: Self.writeQuiet)
+            let head = log.head
+            if head == last { return }
+            last = head
         }
     }
 
@@ -213,6 +244,9 @@ public final class SyncEngine: Service, Sendable {
         var cookie: String?
         var action = session.start()
         var outcome = Outcome()
+        // Full history only when the peer said at login that it serves it: a plain Trilium
+        // server ignores the request, and would be pushed every old version for nothing.
+        var fullHistory = false
         var prefetch: Prefetch?
         defer { prefetch?.task.cancel() }
         while true {
@@ -223,13 +257,15 @@ public final class SyncEngine: Service, Sendable {
                     let object = try await request(.GET, "/api/setup/status", cookie: nil)
                     event = .status(syncVersion: object?["syncVersion"]?.intValue ?? -1)
                 case .login:
-                    (cookie, event) = try await login()
+                    (cookie, event, fullHistory) = try await login()
+                    state.withLock { [fullHistory] s in s.status.fullHistory = peer.fullHistory ? fullHistory : nil }
                 case .push(let after):
-                    event = try await push(after: after, peerInstanceId: session.peerInstanceId, cookie: cookie)
+                    event = try await push(
+                        after: after, peerInstanceId: session.peerInstanceId, cookie: cookie, fullHistory: fullHistory)
                 case .pull(let after):
-                    onStatus("sync-pull-in-progress", session.lastSyncedPush)
                     event = try await pull(
-                        after: after, peerInstanceId: session.peerInstanceId!, cookie: cookie, prefetch: &prefetch)
+                        after: after, peerInstanceId: session.peerInstanceId!, cookie: cookie, fullHistory: fullHistory,
+                        lastSyncedPush: session.lastSyncedPush, prefetch: &prefetch)
                 case .finish:
                     _ = try await request(.POST, "/api/sync/finished", cookie: cookie)
                     event = .finished
@@ -278,7 +314,8 @@ public final class SyncEngine: Service, Sendable {
         }
     }
 
-    private func login() async throws -> (String?, SyncEvent) {
+    /// Logs in; also returns whether the peer serves full history (asked only when configured).
+    private func login() async throws -> (String?, SyncEvent, fullHistory: Bool) {
         let timestamp = UTCDateTime.now().description
         let hash = Data(
             HMAC<SHA256>.authenticationCode(
@@ -290,6 +327,7 @@ public final class SyncEngine: Service, Sendable {
         var request = HTTPClientRequest(url: peer.url + "/api/login/sync")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        if peer.fullHistory { request.headers.add(name: SyncPeer.historyHeader, value: "full") }
         request.body = .bytes(ByteBuffer(bytes: body.jsonBytes))
         let response = try await client.execute(request, timeout: .seconds(120))
         let answer = try await response.body.collect(upTo: 1 << 20)
@@ -308,11 +346,21 @@ public final class SyncEngine: Service, Sendable {
             throw SyncFailure("login to \(peer.url): unexpected answer", isPermanent: false)
         }
         let cookie = response.headers.first(name: "set-cookie")
-        return (cookie, .loggedIn(instanceId: instanceId, maxEntityChangeId: EntityChangeID(UInt64(max))))
+        let fullHistory = peer.fullHistory && response.headers.first(name: SyncPeer.historyHeader) == "full"
+        if peer.fullHistory && !fullHistory {
+            logger.warning(
+                "the peer does not serve full history (not a Tributary node?); syncing each entity's latest change only",
+                metadata: ["sync.peer": "\(peer.url)"])
+        }
+        return (
+            cookie, .loggedIn(instanceId: instanceId, maxEntityChangeId: EntityChangeID(UInt64(max))), fullHistory
+        )
     }
 
-    private func push(after: EntityChangeID, peerInstanceId: String?, cookie: String?) async throws -> SyncEvent {
-        let page = try server.changed(after: after, excludingInstance: peerInstanceId, compacted: !peer.fullHistory)
+    private func push(after: EntityChangeID, peerInstanceId: String?, cookie: String?, fullHistory: Bool)
+        async throws -> SyncEvent
+    {
+        let page = try server.changed(after: after, excludingInstance: peerInstanceId, compacted: !fullHistory)
         if !page.changes.isEmpty {
             var w = JSONWriter(capacity: 4096 + page.changes.count * 800)
             w.raw("{\"entities\":")
@@ -329,7 +377,7 @@ public final class SyncEngine: Service, Sendable {
             let checkpoint = (peer.pushCheckpoint, Self.encode(page.lastEntityChangeId))
             _ = try await log.write { writer in writer.setCheckpoint(checkpoint.0, checkpoint.1) }
         }
-        Counter(label: "tributary_sync_pushed_changes_total").increment(by: page.changes.count)
+        counters.pushed.increment(by: page.changes.count)
         return .pushed(count: page.changes.count, through: page.lastEntityChangeId)
     }
 
@@ -340,9 +388,9 @@ public final class SyncEngine: Service, Sendable {
         let task: Task<SyncPullPage, any Error>
     }
 
-    private func fetchPage(after: EntityChangeID, cookie: String?) async throws -> SyncPullPage {
+    private func fetchPage(after: EntityChangeID, cookie: String?, fullHistory: Bool) async throws -> SyncPullPage {
         var headers: [(String, String)] = []
-        if peer.fullHistory { headers.append((SyncPeer.historyHeader, "full")) }
+        if fullHistory { headers.append((SyncPeer.historyHeader, "full")) }
         let body = try await requestBytes(
             .GET,
             "/api/sync/changed?instanceId=\(log.instanceId)&lastEntityChangeId=\(after.rawValue)&logMarkerId=\(RandomID.make(length: 10))",
@@ -354,9 +402,10 @@ public final class SyncEngine: Service, Sendable {
         }
     }
 
-    private func pull(after: EntityChangeID, peerInstanceId: String, cookie: String?, prefetch: inout Prefetch?)
-        async throws -> SyncEvent
-    {
+    private func pull(
+        after: EntityChangeID, peerInstanceId: String, cookie: String?, fullHistory: Bool,
+        lastSyncedPush: EntityChangeID, prefetch: inout Prefetch?
+    ) async throws -> SyncEvent {
         let page: SyncPullPage
         if let ahead = prefetch, ahead.after == after {
             prefetch = nil
@@ -364,11 +413,14 @@ public final class SyncEngine: Service, Sendable {
         } else {
             prefetch?.task.cancel()
             prefetch = nil
-            page = try await fetchPage(after: after, cookie: cookie)
+            page = try await fetchPage(after: after, cookie: cookie, fullHistory: fullHistory)
         }
+        state.withLock { $0.status.outstandingPullCount = page.outstandingPullCount }
         if page.lastEntityChangeId > after, !page.records.isEmpty {
             let next = page.lastEntityChangeId
-            prefetch = Prefetch(after: next, task: Task { try await self.fetchPage(after: next, cookie: cookie) })
+            prefetch = Prefetch(
+                after: next,
+                task: Task { try await self.fetchPage(after: next, cookie: cookie, fullHistory: fullHistory) })
         }
         let records = page.records
         guard records.isEmpty || page.lastEntityChangeId > after else {
@@ -380,9 +432,11 @@ public final class SyncEngine: Service, Sendable {
         let through = max(after, page.lastEntityChangeId)
         // The cursor commits in the same transaction as the changes it covers.
         do {
-            _ = try await applier.applyRemote(
+            let report = try await applier.applyRemote(
                 records, from: .peer(instanceId: peerInstanceId),
                 checkpoint: (peer.pullCheckpoint, Self.encode(through)))
+            // Trilium announces a pull once a batch applies a change, not for every request.
+            if report.applied > 0 { onStatus("sync-pull-in-progress", lastSyncedPush) }
         } catch let error as ApplyError {
             // The same page would be refused at every retry: say which change, and wait for the
             // next interval instead of retrying at once.
@@ -392,7 +446,7 @@ public final class SyncEngine: Service, Sendable {
                 "\(peer.url) sent a change this node refuses (\(change.entityName.rawValue) \(change.entityId), changeId \(change.changeId)): \(error.cause)\(hint); pulling stops there",
                 isPermanent: true)
         }
-        Counter(label: "tributary_sync_pulled_changes_total").increment(by: records.count)
+        counters.pulled.increment(by: records.count)
         return .pulled(count: records.count, through: through)
     }
 

@@ -22,6 +22,8 @@ public struct NodeConfiguration: Sendable {
     public var syncInterval: Duration
     /// Sync every interval and after local writes (off: only when asked, e.g. in tests).
     public var syncAutomatically = true
+    /// The longest wait between retries of a failing sync (the backoff doubles up to it).
+    public var syncRetryCap: Duration = .seconds(60)
     /// How often each WebSocket is pinged; a socket silent until the next ping is closed.
     public var webSocketPing: Duration = .seconds(15)
     /// Largest entity row accepted, from peers and from local writes.
@@ -108,7 +110,7 @@ public final class Node: Sendable {
             syncEngine = try configuration.syncPeer.map {
                 try SyncEngine(
                     peer: $0, log: store.log, applier: store.applier, interval: configuration.syncInterval,
-                    logger: logger
+                    retryCap: configuration.syncRetryCap, logger: logger
                 ) { type, lastSyncedPush in
                     // Trilium's sync status messages: sync-pull-in-progress, sync-push-in-progress, …
                     messages.broadcast(#"{"type":"\#(type)","lastSyncedPush":\#(lastSyncedPush.rawValue)}"#)
@@ -133,11 +135,18 @@ public final class Node: Sendable {
             syncVersion: configuration.syncVersion,
             maxBodyBytes: configuration.maxBodyBytes, maxPagedBytes: configuration.maxPushBytes)
         gatewayConfiguration.webSocketPing = configuration.webSocketPing
+        let projections = store.projections
+        let engine = syncEngine
+        var syncNow: (@Sendable () async -> SyncEngine.Outcome)?
+        if let engine { syncNow = { await engine.syncOnce() } }
         let gateway = Gateway(
             configuration: gatewayConfiguration,
-            log: store.log, applier: store.applier, projections: store.projections,
-            metricsText: { MetricsBootstrap.text() },
-            peers: { [engine = syncEngine] in engine.map { [$0.status] } ?? [] }, status: statusMessages,
+            log: store.log, applier: store.applier, projections: projections,
+            metricsText: {
+                projections?.recordLag()
+                return MetricsBootstrap.text()
+            },
+            peers: { engine.map { [$0.status] } ?? [] }, syncNow: syncNow, status: statusMessages,
             verify: { [store] in
                 let outcome = try await VerifyOutcome(store: store, from: 0)
                 return (outcome.isSound, outcome.text)

@@ -73,6 +73,11 @@ public final class Store: Sendable {
 
     public static func logPath(_ dataDirectory: String) -> String { dataDirectory + "/log" }
 
+    /// Whether opening failed because another process has the data directory open for writing.
+    public static func isInUseByAnotherProcess(_ error: any Error) -> Bool {
+        (error as? EventLogError)?.code == .directoryInUse
+    }
+
     /// Empties the log's indexes (`current`, `changeIds`) and builds them again from its records:
     /// the remedy when `verify` reports a damaged index. Records and views are not touched.
     /// Returns how many changes were indexed.

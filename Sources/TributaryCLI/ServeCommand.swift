@@ -99,7 +99,19 @@ struct SyncCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try openForWriting(options.data, limits: ChangeLimits(maxEntityBytes: maxEntityMib << 20))
+        let store: Store
+        do {
+            store = try Store(
+                dataDirectory: options.data, limits: ChangeLimits(maxEntityBytes: maxEntityMib << 20),
+                logger: Logger(label: "tributary"))
+        } catch  where Store.isInUseByAnotherProcess(error) {
+            // Most likely its node: that one syncs by itself, and on demand.
+            throw fail(
+                "\(error). A `tributary serve` on it syncs by itself; to run a cycle now: "
+                    + "curl -X POST -H 'Authorization: Bearer <apiToken>' <its URL>/api/sync/now")
+        } catch {
+            throw fail("\(error)")
+        }
         defer { store.close() }
         let engine = try reporting {
             try SyncEngine(

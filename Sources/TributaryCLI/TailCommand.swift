@@ -9,7 +9,7 @@ struct TailCommand: AsyncParsableCommand {
         commandName: "tail",
         abstract: "Print a node's changes as JSON Lines: everything after --from, then each new one as it is written.",
         discussion: """
-            Lines have the shape of `tributary replay`. Status messages (caught-up, sync-finished, …) go \\
+            Lines have the shape of `tributary replay`. Status messages (caught-up, sync-finished, …) go \
             to standard error. The stream reconnects by itself and resumes after the last change printed.
             """)
 

@@ -45,10 +45,11 @@ struct TributaryCommand: AsyncParsableCommand {
     }
 }
 
-/// `TRIBUTARY_LOG_LEVEL` (trace … critical); warnings and worse by default.
+/// `TRIBUTARY_LOG_LEVEL` (trace … critical); notices and worse by default, so a command says
+/// when it does more than asked (a view rebuilt because its schema changed, say).
 func logLevelFromEnvironment() -> Logger.Level {
-    guard let value = getenv("TRIBUTARY_LOG_LEVEL") else { return .warning }
-    return Logger.Level(rawValue: String(cString: value)) ?? .warning
+    guard let value = getenv("TRIBUTARY_LOG_LEVEL") else { return .notice }
+    return Logger.Level(rawValue: String(cString: value)) ?? .notice
 }
 
 /// Options shared by every command that opens a data directory.

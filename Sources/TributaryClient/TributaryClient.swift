@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 import AsyncHTTPClient
 import Foundation
 import HummingbirdWSClient
@@ -53,6 +54,13 @@ public final class TributaryClient: Sendable {
     /// Releases the HTTP client.
     public func close() async { try? await http.shutdown() }
 
+    deinit {
+        // A client dropped without `close()` (an early return, a thrown error) must not stop the
+        // caller's process: AsyncHTTPClient traps on a client released while it runs. The
+        // shutdown keeps the HTTP client alive until it is done; after `close()` it is a no-op.
+        http.shutdown(queue: DispatchQueue(label: "tributary.client.shutdown")) { _ in }
+    }
+
     // MARK: - Writing
 
     /// Writes a batch (`[{"entityName","entityId","entity"}]` or erasures, see docs/api.md) and
@@ -82,6 +90,16 @@ public final class TributaryClient: Sendable {
 
     // MARK: - Following
 
+    /// The followed stream (see `follow`) as an `AsyncSequence`: what the node has after `after`,
+    /// then each new change, every change once and in order across reconnects.
+    ///
+    /// The stream reads from the node only as fast as it is iterated, so a slow reader holds one
+    /// message, never a backlog. Ending the iteration (or cancelling its task) closes the
+    /// connection. A refused token ends the iteration with a `ClientError`.
+    public func subscribe(after: EntityChangeID = .zero, fullRows: Bool = false) -> TailStream {
+        TailStream(client: self, after: after, fullRows: fullRows)
+    }
+
     /// Follows the log from after `after`: replays what the node has, then each new change.
     /// Reconnects with capped backoff after a lost connection and resumes after the last change
     /// delivered, so `onEvent` sees every change exactly once, in order. Returns when `onEvent`
@@ -104,12 +122,13 @@ public final class TributaryClient: Sendable {
             let from = delivered.withLock { $0 }
             let base = url.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(
                 of: "https://", with: "wss://")
+            let path = "/ws?after=\(from.rawValue)" + (fullRows ? "&rows=full" : "")
             do {
                 var configuration = WebSocketClientConfiguration()
                 configuration.maxFrameSize = 64 << 20
                 configuration.additionalHeaders = [.authorization: "Bearer \(apiToken)"]
                 try await WebSocketClient.connect(
-                    url: base + "/ws?after=\(from.rawValue)" + (fullRows ? "&rows=full" : ""),
+                    url: base + path,
                     configuration: configuration, logger: logger
                 ) { inbound, _, _ in
                     for try await message in inbound.messages(maxSize: 64 << 20) {
@@ -135,6 +154,10 @@ public final class TributaryClient: Sendable {
                 }
             } catch is CancellationError {
                 return
+            } catch let error as WebSocketClientError where error == .webSocketUpgradeFailed {
+                // A refused token would be refused again at every retry: stop with the reason.
+                if let refusal = await refusal(of: path) { throw refusal }
+                logger.debug("stream refused; retrying", metadata: ["error": "\(error)"])
             } catch {
                 logger.debug("stream lost; reconnecting", metadata: ["error": "\(error)"])
             }
@@ -145,6 +168,23 @@ public final class TributaryClient: Sendable {
             try await Task.sleep(for: .milliseconds(Int(delay * 1000 * Double.random(in: 0.8...1.2))))
             delay = min(delay * 2, 10)
         }
+    }
+
+    /// Why the node refuses to open the stream at `path`, when it does: the WebSocket library
+    /// answers any refused upgrade with a bare 400, so the same request is made without the
+    /// upgrade, which the node answers with its reason (401 for a wrong token). Nil when the
+    /// node cannot be asked or does not refuse (a failure worth retrying).
+    func refusal(of path: String) async -> ClientError? {
+        var request = HTTPClientRequest(url: url + path)
+        request.headers.add(name: "Authorization", value: "Bearer \(apiToken)")
+        guard let response = try? await http.execute(request, timeout: .seconds(30)),
+            (400..<500).contains(Int(response.status.code))
+        else { return nil }
+        let body = (try? await response.body.collect(upTo: 64 << 10)).map { Array($0.readableBytesView) } ?? []
+        let message =
+            (try? JSONParser.parseObject(body))?["message"]?.stringValue
+            ?? String(decoding: body.prefix(200), as: UTF8.self)
+        return ClientError(message: "the node refused the stream (\(response.status.code)): \(message)")
     }
 
     /// The events of one server message; changes at or before `after` (already delivered
@@ -212,5 +252,46 @@ public final class TributaryClient: Sendable {
         } timeoutError: {
             ClientError(message: "change \(target) was not delivered within \(timeout)")
         }
+    }
+}
+
+/// The events of a followed stream, read on demand (`TributaryClient.subscribe`).
+public struct TailStream: AsyncSequence, Sendable {
+    public typealias Element = TailEvent
+    let client: TributaryClient
+    let after: EntityChangeID
+    let fullRows: Bool
+
+    public func makeAsyncIterator() -> Iterator {
+        let channel = AsyncThrowingChannel<TailEvent, any Error>()
+        let task = Task { [client, after, fullRows] in
+            do {
+                // `send` waits until the iterator takes the event: that is the backpressure.
+                try await client.follow(after: after, fullRows: fullRows) { event in
+                    await channel.send(event)
+                    return !Task.isCancelled
+                }
+                channel.finish()
+            } catch {
+                channel.fail(error)
+            }
+        }
+        return Iterator(events: channel.makeAsyncIterator(), following: Following(task))
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var events: AsyncThrowingChannel<TailEvent, any Error>.Iterator
+        /// Stops following when the last copy of the iterator goes away.
+        let following: Following
+
+        public mutating func next() async throws -> TailEvent? {
+            try await events.next()
+        }
+    }
+
+    final class Following: Sendable {
+        let task: Task<Void, Never>
+        init(_ task: Task<Void, Never>) { self.task = task }
+        deinit { task.cancel() }
     }
 }

@@ -15,15 +15,16 @@ public struct HTTPResult: Sendable {
 }
 
 extension RunningNode {
-    /// Sends a request to the node and collects the answer (30 s limit).
+    /// Sends a request to the node and collects the answer (by default within 30 s).
     public func request(
-        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
+        timeout: Duration = .seconds(30)
     ) async throws -> HTTPResult {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await client.execute(request, timeout: .seconds(30))
+        let response = try await client.execute(request, timeout: .init(timeout))
         let collected = try await response.body.collect(upTo: 256 << 20)
         return HTTPResult(
             status: Int(response.status.code), headers: response.headers, body: Array(collected.readableBytesView))

@@ -32,6 +32,15 @@ import TributaryTesting
                 #expect(samples["tributary_log_unindexed_changes"] != nil)
                 #expect(samples.keys.contains { $0.hasPrefix("hb_requests{") })
                 #expect(samples.keys.contains { $0.hasPrefix("http_server_request_duration") })
+                // Refusals are timed too, not only counted (the request without a token above
+                // the scrape: this node's /api/status refused with 401).
+                _ = try await node.request(.GET, "/api/status")
+                let again = try await node.request(.GET, "/metrics", headers: [node.bearer]).text
+                #expect(
+                    again.split(separator: "\n").contains {
+                        $0.hasPrefix("http_server_request_duration_count{") && $0.contains(#"http_route="/api/status""#)
+                            && $0.contains(#"http_response_status_code="401""#)
+                    }, "no duration recorded for a 401")
             }
         }
     }

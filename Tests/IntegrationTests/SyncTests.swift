@@ -81,6 +81,8 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                         metrics.contains(
                             "tributary_sync_last_synced_push\(label) \(engine.status.lastSyncedPush.rawValue)"))
                     #expect(metrics.contains("tributary_sync_last_success_timestamp_seconds\(label) "))
+                    #expect(metrics.contains("tributary_sync_pulled_changes_total\(label) 720"))
+                    #expect(metrics.contains("tributary_sync_pushed_changes_total\(label) 630"))
                     #expect(engine.status.lastSyncedPull.rawValue > 0)
                 }
             }
@@ -209,7 +211,9 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                     try await write(hub, [("versioned001", "v\(version)"), ("other\(version)0000000", "x")])
                 }
                 try await withNode(dataDirectory: dir + "/replica", syncPeer: peer(hub, fullHistory: true)) { replica in
-                    #expect(await replica.node.syncEngine!.syncOnce().succeeded)
+                    let engine = replica.node.syncEngine!
+                    #expect(await engine.syncOnce().succeeded)
+                    #expect(engine.status.fullHistory == true, "the hub did not offer full history at login")
                     let history = try replica.node.store.log.changes(after: 0, limit: 100).filter {
                         $0.change.entityId == "versioned001"
                     }
@@ -217,6 +221,14 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                         try history.map { try $0.entity!.object()["title"] } == [
                             .string("v0"), .string("v1"), .string("v2"),
                         ])
+                    // Pushing ships every version too.
+                    for version in 0..<3 { try await write(replica, [("replicanote1", "r\(version)")]) }
+                    #expect(await engine.syncOnce().succeeded)
+                    let pushed = try hub.node.store.log.changes(after: 0, limit: 100).filter {
+                        $0.change.entityId == "replicanote1"
+                    }
+                    #expect(
+                        try pushed.map { try $0.entity!.object()["title"] } == ["r0", "r1", "r2"].map(JSONValue.string))
                 }
                 try await withNode(dataDirectory: dir + "/compacted", syncPeer: peer(hub)) { plain in
                     #expect(await plain.node.syncEngine!.syncOnce().succeeded)
@@ -224,6 +236,14 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                         $0.change.entityId == "versioned001"
                     }
                     #expect(history.count == 1)
+                    #expect(plain.node.syncEngine!.status.fullHistory == nil)
+                    // A plain peer is pushed each entity's latest change only.
+                    for version in 0..<3 { try await write(plain, [("plainnote001", "p\(version)")]) }
+                    #expect(await plain.node.syncEngine!.syncOnce().succeeded)
+                    let pushed = try hub.node.store.log.changes(after: 0, limit: 200).filter {
+                        $0.change.entityId == "plainnote001"
+                    }
+                    #expect(try pushed.map { try $0.entity!.object()["title"] } == [.string("p2")])
                 }
             }
         }
@@ -236,15 +256,24 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
             // The hub's secret must be known before it starts: create its credentials first.
             let credentials = try Credentials.loadOrCreate(dataDirectory: dir + "/hub")
             let spokePeer = SyncPeer(url: hubURL, documentSecret: credentials.documentSecret)
-            try await withNode(dataDirectory: dir + "/spoke", syncPeer: spokePeer, syncAutomatically: true) { spoke in
+            // Retries at most 4 s apart, so the hub is found soon after it starts, however long
+            // a busy machine takes to get there.
+            try await withNode(
+                dataDirectory: dir + "/spoke", syncPeer: spokePeer, syncAutomatically: true, syncRetryCap: .seconds(4)
+            ) { spoke in
                 try await write(spoke, [("waitingnote1", "hello")])
                 let engine = spoke.node.syncEngine!
                 // The engine service runs from the start and fails against a closed port.
                 try await waitUntil(.seconds(20)) { engine.status.cycles >= 2 }
                 #expect(engine.status.lastError?.isEmpty == false)
                 #expect(engine.status.lastSuccess == nil)
+                // The delays double (about 1 s, 2 s, 4 s, …): a refused connection fails within
+                // milliseconds, so retrying without backoff would count hundreds of cycles here.
+                let before = engine.status.cycles
+                try await Task.sleep(for: .seconds(3))
+                #expect(engine.status.cycles - before <= 2, "\(engine.status.cycles - before) cycles in 3 s")
                 try await withNode(dataDirectory: dir + "/hub", port: port) { hub in
-                    try await waitUntil(.seconds(60)) { engine.status.lastSuccess != nil }
+                    try await waitUntil(.seconds(30)) { engine.status.lastSuccess != nil }
                     #expect(try hub.node.store.log.current(EntityKey(.notes, "waitingnote1")) != nil)
                 }
             }
@@ -344,6 +373,69 @@ extension NodeSyncTests {
     }
 }
 
+extension NodeSyncTests {
+    @Test func aWriteSyncsSoonAndASteadyWriterStillSyncsEveryFewSeconds() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                // The interval is an hour: only writes can start these cycles.
+                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub), syncAutomatically: true) {
+                    spoke in
+                    let engine = spoke.node.syncEngine!
+                    try await waitUntil(.seconds(20)) { engine.status.lastSuccess != nil }
+                    try await write(spoke, [("soonnote0001", "soon")])
+                    try await waitUntil(.seconds(30)) {
+                        try hub.node.store.log.current(EntityKey(.notes, "soonnote0001")) != nil
+                    }
+                    // Once that cycle is over (a write during it would ride along with it),
+                    // writes that never pause for long still sync, within a few seconds.
+                    try await waitUntil(.seconds(10)) { !engine.status.running }
+                    let writing = Task {
+                        for i in 0..<600 {
+                            try await write(spoke, [("steady\(String(format: "%06d", i))", "w")])
+                            try await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                    // Generous for a busy machine, and still far less than the minute of writes.
+                    try await waitUntil(.seconds(40)) {
+                        try hub.node.store.log.current(EntityKey(.notes, "steady000000")) != nil
+                    }
+                    let stillWriting = try hub.node.store.log.current(EntityKey(.notes, "steady000599")) == nil
+                    #expect(stillWriting, "the first write reached the hub only once the writes stopped")
+                    writing.cancel()
+                    _ = await writing.result
+                }
+            }
+        }
+    }
+
+    @Test func syncNowRunsACycleOrJoinsTheOneRunning() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                _ = try await hub.node.store.applier.applyRemote(
+                    SampleEvents(seed: 55).records(3000), from: .recordInstance)
+                // Without a peer: Trilium's answer.
+                let alone = try await hub.request(.POST, "/api/sync/now", headers: [hub.bearer])
+                #expect(alone.status == 200)
+                #expect(try JSONParser.parseObject(alone.body)["errorCode"] == .string("NOT_CONFIGURED"))
+                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
+                    #expect(try await spoke.request(.POST, "/api/sync/now").status == 401)
+                    // A whole cycle per request, on a machine that may be busy.
+                    let timeout = Duration.seconds(150)
+                    async let first = spoke.request(.POST, "/api/sync/now", headers: [spoke.bearer], timeout: timeout)
+                    try await waitUntil(.seconds(30)) { spoke.node.syncEngine!.status.running }
+                    async let second = spoke.request(.POST, "/api/sync/now", headers: [spoke.bearer], timeout: timeout)
+                    for answer in try await [first, second] {
+                        let object = try JSONParser.parseObject(answer.body)
+                        #expect(object["success"] == .bool(true), "\(answer.text)")
+                        #expect(object["pulled"] == .number(3000))
+                    }
+                    #expect(spoke.node.syncEngine!.status.cycles == 1)
+                }
+            }
+        }
+    }
+}
+
 /// Polls `condition` every 50 ms until it holds or `limit` passes (then fails the test).
 func waitUntil(_ limit: Duration, _ condition: () throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
@@ -388,31 +480,130 @@ func freePort() -> Int {
                     "sync", "--data", dir + "/spoke", "--peer", hub.baseURL, "--document-secret",
                     hub.node.credentials.documentSecret,
                 ]
+                /// The spoke's head, read beside the process that writes it (0 before it exists).
+                @Sendable func spokeHead() -> UInt64 {
+                    (try? withReadOnlyStore(dir + "/spoke") { store throws in store.log.head.rawValue }) ?? 0
+                }
                 var rng = SplitMix64(seed: 62)
                 var killed = 0
                 var pulledBefore: Set<UInt64> = []
                 for _ in 0..<4 {
-                    let delay = Duration.milliseconds(300 + Int(rng.next() % 1500))
+                    // Killed once it has pulled past a random point of this run (not after a
+                    // time, which a slow start could use up before the first page).
+                    let target = spokeHead() + 500 + rng.next() % 3000
                     let result = try await Subprocess.run(
                         .path(FilePath(TributaryBinary.path)), arguments: Arguments(arguments), input: .none,
                         output: .discarded, error: .discarded
                     ) { execution in
-                        try await Task.sleep(for: delay)
+                        // Polled on a thread of its own: the test's busy pool could oversleep a pull.
+                        try await onOwnThread {
+                            let deadline = ContinuousClock.now + .seconds(60)
+                            while spokeHead() < target && ContinuousClock.now < deadline { usleep(20_000) }
+                        }
                         try? execution.send(signal: .kill)
                     }
                     if result.terminationStatus != .exited(0) { killed += 1 }
-                    let head = try withReadOnlyStore(dir + "/spoke") { store throws in store.log.head.rawValue }
-                    pulledBefore.insert(head)
+                    pulledBefore.insert(spokeHead())
                 }
-                #expect(killed >= 2, "only \(killed) runs were killed mid-way")
-                #expect(pulledBefore.count >= 2, "every kill landed at the same place: \(pulledBefore)")
+                #expect(killed == 4, "only \(killed) runs were killed mid-way")
+                #expect(pulledBefore.count == 4, "kills landed at the same place: \(pulledBefore)")
+                let resumedAt = try withReadOnlyStore(dir + "/spoke") { store throws in store.log.head.rawValue }
                 let final = try await runTributary(arguments)
                 #expect(final.exitCode == 0, "\(final.standardError)")
+                // It resumed from its checkpoint: it pulled only what the kills left (pulling
+                // again from 0 would end with the same log, every change after the first a duplicate).
+                #expect(
+                    final.standardOutput.contains("pulled \(UInt64(records.count) - resumedAt);"),
+                    "resumed at \(resumedAt): \(final.standardOutput)")
                 try withReadOnlyStore(dir + "/spoke") { store throws in
                     let all = try store.log.changes(after: 0, limit: 100_000)
                     #expect(all.count == records.count)
                     #expect(Set(all.map(\.change.changeId)) == Set(records.map(\.change.changeId)))
                     #expect(try store.log.verify().isSound)
+                }
+            }
+        }
+    }
+}
+
+/// Runs `tributary serve` on `port` as a child process while `body` runs (it gets a SIGKILL for
+/// the server), and SIGKILLs the server at the end if `body` did not.
+func withServeProcess<R: Sendable>(
+    data: String, port: Int, _ body: (_ kill: @escaping @Sendable () -> Void) async throws -> R
+) async throws -> R {
+    try await Subprocess.run(
+        .path(FilePath(TributaryBinary.path)), arguments: ["serve", "--data", data, "--port", String(port)],
+        input: .none, output: .discarded, error: .discarded
+    ) { execution in
+        defer { try? execution.send(signal: .kill) }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !isListening(port: port) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try await body { try? execution.send(signal: .kill) }
+    }.closureResult
+}
+
+extension SyncCrashTests {
+    /// The hub dies mid-pull (SIGKILL: connections cut in the middle of a page), then comes back:
+    /// the spoke retries with backoff, resumes from its checkpoint and ends with every change once.
+    @Test func aHubKilledMidPullIsRetriedAndTheSpokeEndsWithEveryChangeOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents(seed: 63).records(20_000)
+            let input = try writeJSONLines(records, to: dir + "/in.jsonl")
+            let imported = try await runTributary(["import", "--data", dir + "/hub", input])
+            #expect(imported.exitCode == 0, "\(imported.standardError)")
+            let credentials = try Credentials.loadOrCreate(dataDirectory: dir + "/hub")
+            let port = freePort()
+            let hub = SyncPeer(url: "http://127.0.0.1:\(port)", documentSecret: credentials.documentSecret)
+            try await withNode(
+                dataDirectory: dir + "/spoke", syncPeer: hub, syncAutomatically: true, syncRetryCap: .seconds(2)
+            ) { spoke in
+                let engine = spoke.node.syncEngine!
+                try await withServeProcess(data: dir + "/hub", port: port) { kill in
+                    // Polled on a thread of its own: the pull keeps the test's pool busy, and a
+                    // sleeping poll there woke only after the whole log had arrived.
+                    try await onOwnThread {
+                        let deadline = ContinuousClock.now + .seconds(60)
+                        while engine.status.lastSyncedPull.rawValue == 0 && ContinuousClock.now < deadline {
+                            usleep(1000)
+                        }
+                        kill()
+                    }
+                }
+                let cut = engine.status.lastSyncedPull.rawValue
+                #expect(cut < UInt64(records.count), "the whole log was pulled before the kill")
+                try await waitUntil(.seconds(30)) { engine.status.lastError != nil && !engine.status.running }
+                #expect(engine.status.lastSuccess == nil)
+                try await withServeProcess(data: dir + "/hub", port: port) { _ in
+                    try await waitUntil(.seconds(120)) { engine.status.lastSuccess != nil }
+                }
+                let all = try spoke.node.store.log.changes(after: 0, limit: 100_000)
+                #expect(all.count == records.count)
+                #expect(Set(all.map(\.change.changeId)) == Set(records.map(\.change.changeId)))
+                #expect(try spoke.node.store.log.verify().isSound)
+            }
+        }
+    }
+
+    /// A hub of another Trilium sync version: the cycle stops with Trilium's message and is not
+    /// retried before the next interval, however the writes come.
+    @Test func aVersionMismatchStopsWithTriliumsMessageAndNoRetryStorm() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub", syncVersion: 37) { hub in
+                try await withNode(
+                    dataDirectory: dir + "/spoke", syncPeer: peer(hub), syncAutomatically: true,
+                    syncRetryCap: .seconds(1)
+                ) { spoke in
+                    let engine = spoke.node.syncEngine!
+                    try await waitUntil(.seconds(20)) { engine.status.cycles >= 1 }
+                    #expect(
+                        engine.status.lastError?.contains(
+                            "Non-matching sync versions, local is version 36, remote is 37")
+                            == true, "\(engine.status.lastError ?? "")")
+                    try await write(spoke, [("versionnote1", "v")])
+                    try await Task.sleep(for: .seconds(3))
+                    #expect(engine.status.cycles == 1)
                 }
             }
         }
