@@ -109,7 +109,8 @@ public enum ViewVerifier {
         }
     }
 
-    /// Walks the live table and the rebuilt one in key order to the first row that differs.
+    /// Walks the live table and the rebuilt one together in key order (a merge) to the smallest
+    /// key whose row differs: a row only one side has must not shift the rest out of step.
     static func firstDifference(
         _ projector: any Projector, _ table: ViewTable, _ state: ViewStore.State, views: ViewStore,
         scratch: DatabaseQueue
@@ -124,39 +125,79 @@ public enum ViewVerifier {
             return try scratch.read { rebuilt in
                 let a = try Row.fetchCursor(live, sql: order)
                 let b = try Row.fetchCursor(rebuilt, sql: order)
+                func key(_ row: Row) -> String {
+                    table.key.map { "\(row[$0] as DatabaseValue)" }.joined(separator: "/")
+                }
+                func keyValues(_ row: Row) -> [DatabaseValue] { table.key.map { row[$0] } }
+                func difference(_ row: Row, _ message: String) -> ViewDifference {
+                    ViewDifference(view: projector.name, table: table.name, key: key(row), message: message)
+                }
+                var x = try a.next()
+                var y = try b.next()
                 while true {
-                    let x = try a.next()
-                    let y = try b.next()
-                    func key(_ row: Row) -> String {
-                        table.key.map { "\(row[$0] as DatabaseValue)" }.joined(separator: "/")
-                    }
                     switch (x, y) {
                     case (nil, nil):
                         return ViewDifference(view: projector.name, table: table.name, message: "digests differ")
                     case (let x?, nil):
-                        return ViewDifference(
-                            view: projector.name, table: table.name, key: key(x),
-                            message: "the view has a row a rebuild does not")
+                        return difference(x, "extra row in the view: a rebuild does not have it")
                     case (nil, let y?):
-                        return ViewDifference(
-                            view: projector.name, table: table.name, key: key(y),
-                            message: "the view lacks a row a rebuild has")
-                    case (let x?, let y?):
-                        if key(x) != key(y) {
-                            return ViewDifference(
-                                view: projector.name, table: table.name, key: key(x),
-                                message: "the view has this row where a rebuild has \(key(y))")
-                        }
-                        if x != y {
-                            return ViewDifference(
-                                view: projector.name, table: table.name, key: key(x),
-                                message:
-                                    "the row differs from a rebuild's: \(x.description.prefix(300)) vs \(y.description.prefix(300))"
-                            )
+                        return difference(y, "row missing in the view: a rebuild has it")
+                    case (let row?, let other?):
+                        switch compareKeys(keyValues(row), keyValues(other)) {
+                        case .orderedAscending:
+                            return difference(row, "extra row in the view: a rebuild does not have it")
+                        case .orderedDescending:
+                            return difference(other, "row missing in the view: a rebuild has it")
+                        case .orderedSame:
+                            if row != other {
+                                return difference(
+                                    row,
+                                    "the row differs from a rebuild's: \(row.description.prefix(300)) vs \(other.description.prefix(300))"
+                                )
+                            }
                         }
                     }
+                    x = try a.next()
+                    y = try b.next()
                 }
             }
+        }
+    }
+
+    /// Compares two keys as SQLite's `ORDER BY` does with the BINARY collation: column by column,
+    /// NULL before numbers before text before blobs; numbers by value, text and blobs bytewise.
+    static func compareKeys(_ a: [DatabaseValue], _ b: [DatabaseValue]) -> ComparisonResult {
+        for (x, y) in zip(a, b) {
+            let result = compare(x, y)
+            if result != .orderedSame { return result }
+        }
+        return a.count == b.count ? .orderedSame : (a.count < b.count ? .orderedAscending : .orderedDescending)
+    }
+
+    static func compare(_ a: DatabaseValue, _ b: DatabaseValue) -> ComparisonResult {
+        func rank(_ v: DatabaseValue) -> Int {
+            switch v.storage {
+            case .null: 0
+            case .int64, .double: 1
+            case .string: 2
+            case .blob: 3
+            }
+        }
+        func ordered<T: Comparable>(_ x: T, _ y: T) -> ComparisonResult {
+            x < y ? .orderedAscending : (x == y ? .orderedSame : .orderedDescending)
+        }
+        func bytewise(_ x: some Sequence<UInt8>, _ y: some Sequence<UInt8>) -> ComparisonResult {
+            if x.lexicographicallyPrecedes(y) { return .orderedAscending }
+            return y.lexicographicallyPrecedes(x) ? .orderedDescending : .orderedSame
+        }
+        switch (a.storage, b.storage) {
+        case (.int64(let x), .int64(let y)): return ordered(x, y)
+        case (.int64(let x), .double(let y)): return ordered(Double(x), y)
+        case (.double(let x), .int64(let y)): return ordered(x, Double(y))
+        case (.double(let x), .double(let y)): return ordered(x, y)
+        case (.string(let x), .string(let y)): return bytewise(x.utf8, y.utf8)
+        case (.blob(let x), .blob(let y)): return bytewise(x, y)
+        default: return ordered(rank(a), rank(b))
         }
     }
 }

@@ -161,6 +161,61 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    /// An entity whose older version is in the on-disk index and whose newer one is only in the
+    /// overlay reads as the newer one, in the overlay and again after a reopen that rebuilt the
+    /// overlay from the log; both versions' changeIds still find their ids.
+    @Test func aNewerVersionInTheOverlayWinsOverTheOlderOneOnDisk() async throws {
+        try await withTemporaryDirectory { dir in
+            let records = SampleEvents(seed: 5).records(100)
+            // New versions of the first 20 entities (the last one an erasure), later and re-hashed.
+            let newer = records[..<20].enumerated().map { i, old in
+                var record = old
+                record.change.changeId = RandomID.make()
+                record.change.hash = "hashNEW\(100 + i)"
+                record.change.utcDateChanged = UTCDateTime(
+                    millisecondsSinceEpoch: old.change.utcDateChanged.millisecondsSinceEpoch + 60_000)
+                if i == 19 {
+                    record.change.isErased = true
+                    record.entity = nil
+                }
+                return record
+            }
+            func expectNewerWins(_ log: EntityChangeLog, _ when: String) throws {
+                for (i, (old, new)) in zip(records, newer).enumerated() {
+                    let entry = try #require(try log.current(new.change.key), "\(when)")
+                    #expect(entry.id == EntityChangeID(UInt64(101 + i)), "\(when)")
+                    #expect(entry.hash == new.change.hash, "\(when)")
+                    #expect(entry.isErased == new.change.isErased, "\(when)")
+                    #expect(entry.utcDateChanged == new.change.utcDateChanged, "\(when)")
+                    #expect(try log.entityChangeID(forChangeId: old.change.changeId) == EntityChangeID(UInt64(i + 1)))
+                    #expect(try log.entityChangeID(forChangeId: new.change.changeId) == EntityChangeID(UInt64(101 + i)))
+                }
+                for (i, r) in records.enumerated().dropFirst(20) {
+                    #expect(try log.current(r.change.key)?.id == EntityChangeID(UInt64(i + 1)), "\(when)")
+                }
+            }
+            do {
+                let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600) }
+                _ = try await log.append(records)
+                try await log.flushIndex()
+                #expect(try await log.append(newer) == 101...120)
+                #expect(log.indexStatus.checkpoint == 100)
+                #expect(log.indexStatus.overlayCount == 20)
+                try expectNewerWins(log, "in the overlay")
+                log.close()  // before any index batch takes the newer versions to disk
+            }
+            let log = try openLog(dir) { $0.indexIdleDelay = .seconds(3600) }
+            defer { log.close() }
+            #expect(log.indexStatus.checkpoint == 100)
+            #expect(log.indexStatus.overlayCount == 20)
+            try expectNewerWins(log, "after reopening")
+            try await log.flushIndex()
+            #expect(log.indexStatus.overlayCount == 0)
+            try expectNewerWins(log, "on disk")
+            #expect(try log.verify().isSound)
+        }
+    }
+
     /// Every flag of a `current` entry survives the move from the overlay to the on-disk index:
     /// a non-synced option must not come back synced, nor as an erasure.
     @Test func currentEntriesReadTheSameBeforeAndAfterIndexing() async throws {

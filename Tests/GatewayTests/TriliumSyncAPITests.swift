@@ -206,22 +206,199 @@ import TributaryTesting
         }
     }
 
-    @Test func syncSeedAndStats() async throws {
+    @Test func setupSyncSeedStatsAndStatusAnswerWithTheirFields() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
                 let credential = Data("dummy:\(node.apiToken)".utf8).base64EncodedString()
                 let seed = try await node.request(.GET, "/api/setup/sync-seed", headers: [("trilium-cred", credential)])
                 #expect(seed.status == 200)
-                let options = try #require(try JSONParser.parseObject(seed.body)["options"])
-                #expect(options.jsonBytes.count > 0)
+                let seedBody = try JSONParser.parseObject(seed.body)
+                #expect(seedBody["syncVersion"] == .number(36))
+                let options = try #require(
+                    seedBody["options"].flatMap { value -> [JSONValue]? in
+                        guard case .array(let elements) = value else { return nil }
+                        return elements
+                    })
+                let named = Dictionary(
+                    uniqueKeysWithValues: options.compactMap { option -> (String, String)? in
+                        guard let object = option.objectValue, let name = object["name"]?.stringValue,
+                            let value = object["value"]?.stringValue
+                        else { return nil }
+                        return (name, value)
+                    })
                 #expect(
-                    String(decoding: options.jsonBytes, as: UTF8.self).contains(node.node.credentials.documentSecret))
+                    named == [
+                        "documentId": node.node.credentials.documentId,
+                        "documentSecret": node.node.credentials.documentSecret,
+                    ])
                 let wrong = try await node.request(
                     .GET, "/api/setup/sync-seed",
                     headers: [("trilium-cred", Data("dummy:nope".utf8).base64EncodedString())])
                 #expect(wrong.status == 401)
+
+                let setup = try await node.request(.GET, "/api/setup/status")
+                #expect(setup.status == 200)
+                #expect(
+                    try JSONParser.parseObject(setup.body)
+                        == ["isInitialized": .bool(true), "schemaExists": .bool(true), "syncVersion": .number(36)])
                 let stats = try await node.request(.GET, "/api/sync/stats")
                 #expect(stats.status == 200)
+                let statsBody = try JSONParser.parseObject(stats.body)
+                #expect(statsBody["initialized"] == .bool(true))
+                #expect(statsBody["outstandingPullCount"]?.intValue != nil, "\(stats.text)")
+
+                var client = TriliumClient(node)
+                _ = try await client.login()
+                let checked = try await node.request(
+                    .POST, "/api/sync/check-entity-changes", headers: client.sessionHeaders)
+                #expect(checked.status == 204)
+
+                // /api/status: the head, each view's checkpoint and lag, the version.
+                try await post(node, notes(0..<3, prefix: "status"))
+                try await node.node.store.projections!.waitFor(3, timeout: .seconds(30))
+                let status = try await node.request(.GET, "/api/status", headers: [node.bearer])
+                #expect(status.status == 200)
+                let object = try JSONParser.parseObject(status.body)
+                #expect(object["head"] == .number(3))
+                #expect(object["version"] == .string(TributaryVersion.current))
+                #expect(object["instanceId"] == .string(node.node.store.log.instanceId))
+                #expect(object["syncVersion"] == .number(36))
+                let views = try #require(object["views"]?.objectValue)
+                #expect(views.members.map(\.key) == ["entity_changes", "trilium"])
+                for view in views.members {
+                    #expect(view.value.objectValue == ["checkpoint": .number(3), "lag": .number(0)], "\(view.key)")
+                }
+            }
+        }
+    }
+
+    /// `GET /api/changes`: each line is what `tributary replay` prints for that change
+    /// (`{"id","entityChange","entity"}`), `next` continues after the page, `limit` bounds it,
+    /// and `entity` keeps one entity name (the cursor still moves past the others).
+    @Test func theAuditTrailPagesThroughEveryChangeAsReplayPrintsThem() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                try await post(node, notes(0..<20, prefix: "audit"))
+                let attributes = (0..<10).map {
+                    #"{"entityName":"attributes","entityId":"attr\#($0)000000","entity":{"noteId":"n","type":"label","name":"a\#($0)"}}"#
+                }
+                let erasures = (0..<2).map {
+                    #"{"entityName":"notes","entityId":"audit\#($0)","isErased":1}"#
+                }
+                for batch in [attributes, erasures] {
+                    let body = Array(("[" + batch.joined(separator: ",") + "]").utf8)
+                    let written = try await node.request(.POST, "/api/changes", headers: [node.bearer], body: body)
+                    #expect(written.status == 200, "\(written.text)")
+                }
+                let log = node.node.store.log
+                #expect(log.head == 32)
+
+                func page(_ query: String) async throws -> (lines: [JSONObject], next: Int) {
+                    let result = try await node.request(.GET, "/api/changes?" + query, headers: [node.bearer])
+                    #expect(result.status == 200, "\(result.text)")
+                    let object = try JSONParser.parseObject(result.body)
+                    guard case .array(let elements)? = object["changes"], let next = object["next"]?.intValue else {
+                        throw TestFailure("no changes or next: \(result.text.prefix(200))")
+                    }
+                    return (try elements.map { try #require($0.objectValue) }, next)
+                }
+
+                var cursor = 0
+                var all: [JSONObject] = []
+                var pages = 0
+                while true {
+                    let (lines, next) = try await page("after=\(cursor)&limit=7")
+                    pages += 1
+                    #expect(lines.count == min(7, 32 - cursor))
+                    #expect(next == (lines.last?["id"]?.intValue ?? cursor))
+                    if lines.isEmpty { break }
+                    all += lines
+                    cursor = next
+                }
+                #expect(pages == 6)
+                #expect(all.compactMap { $0["id"]?.intValue } == Array(1...32))
+                for line in all {
+                    let id = EntityChangeID(UInt64(try #require(line["id"]?.intValue)))
+                    let logged = try #require(try log.change(at: id))
+                    var replayed = JSONWriter()
+                    logged.writeAudit(to: &replayed)
+                    #expect(JSONValue.object(line) == (try JSONParser.parse(replayed.bytes)), "id \(id)")
+                    let keys = logged.change.isErased ? ["id", "entityChange"] : ["id", "entityChange", "entity"]
+                    #expect(line.members.map(\.key) == keys, "id \(id)")
+                    #expect(line["entityChange"]?.objectValue?["id"] == line["id"])
+                    let record = try ChangeRecord(wireJSON: JSONValue.object(line).jsonBytes)
+                    #expect(record == logged.record, "id \(id)")
+                }
+                #expect(all.suffix(2).allSatisfy { $0["entityChange"]?.objectValue?["isErased"] == .number(1) })
+
+                let whole = try await page("")
+                #expect(whole.lines == all)
+                #expect(whole.next == 32)
+
+                let first = try await page("entity=attributes&limit=4")
+                #expect(first.lines.compactMap { $0["id"]?.intValue } == [21, 22, 23, 24])
+                #expect(first.next == 24)
+                let rest = try await page("entity=attributes&after=24")
+                #expect(rest.lines.compactMap { $0["id"]?.intValue } == Array(25...30))
+                #expect(
+                    rest.lines.allSatisfy {
+                        $0["entityChange"]?.objectValue?["entityName"] == .string("attributes")
+                    })
+                #expect(rest.next == 32)
+                let none = try await page("entity=attributes&after=32")
+                #expect(none.lines.isEmpty && none.next == 32)
+            }
+        }
+    }
+
+    /// A pull page holds at most about 1 MB: with rows of ~200 KB it holds a handful, not 1000,
+    /// and a record larger than 1 MB comes alone in its page.
+    @Test func pullPagesStopNearOneMegabyteAndABigRecordComesAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                func blob(_ i: Int, bytes: Int) -> ChangeRecord {
+                    let id = "blob\(i)" + String(repeating: "0", count: 8)
+                    let change = EntityChange(
+                        entityName: .blobs, entityId: id, hash: "hashBLOB\(i % 10)\(i / 10)",
+                        changeId: RandomID.make(), instanceId: "remoteInst01",
+                        utcDateChanged: UTCDateTime(millisecondsSinceEpoch: 1_735_689_600_000 + Int64(i)))
+                    let content = String(repeating: "QUJD", count: bytes / 4)
+                    return ChangeRecord(
+                        change: change, entity: EntityRow(["blobId": .string(id), "content": .string(content)]))
+                }
+                // Ten rows of 200 KB, one of 1.5 MB, three small ones.
+                var records = (0..<10).map { blob($0, bytes: 200_000) }
+                records.append(blob(10, bytes: 1_500_000))
+                records += (11..<14).map { blob($0, bytes: 100) }
+                _ = try await node.node.store.applier.applyRemote(records, from: .recordInstance)
+
+                var client = TriliumClient(node)
+                _ = try await client.login()
+                var cursor = 0
+                var pages: [(ids: [Int], bytes: Int)] = []
+                while true {
+                    let result = try await node.request(
+                        .GET, "/api/sync/changed?instanceId=\(client.instanceId)&lastEntityChangeId=\(cursor)",
+                        headers: client.sessionHeaders)
+                    #expect(result.status == 200)
+                    let object = try JSONParser.parseObject(result.body)
+                    guard case .array(let elements)? = object["entityChanges"] else { throw TestFailure("no page") }
+                    if elements.isEmpty { break }
+                    let ids = elements.compactMap { $0.objectValue?["entityChange"]?.objectValue?["id"]?.intValue }
+                    pages.append((ids, result.body.count))
+                    cursor = try #require(object["lastEntityChangeId"]?.intValue)
+                    if pages.count > 14 { break }
+                }
+                #expect(pages.flatMap(\.ids) == Array(1...14))
+                // Full pages of 200 KB rows: a few changes, near 1 MB.
+                for page in pages.prefix(2) {
+                    #expect(page.ids.count > 1 && page.ids.count < 10, "\(page.ids)")
+                    #expect(page.bytes > 800_000 && page.bytes < 1_300_000, "\(page.bytes) bytes")
+                }
+                let big = try #require(pages.first { $0.ids.contains(11) })
+                #expect(big.ids == [11])
+                #expect(big.bytes > 1_500_000)
+                #expect(pages.last?.ids == [12, 13, 14])
             }
         }
     }

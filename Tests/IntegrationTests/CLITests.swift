@@ -1,5 +1,6 @@
 import EventLog
 import Foundation
+import GRDB
 import Testing
 import Tributary
 import TributaryCore
@@ -179,6 +180,115 @@ import TributaryTesting
         }
     }
 
+    /// verify names, for each damaged table, the smallest key whose row differs and which side
+    /// lacks it: a row the view lost must not be reported at the row after it.
+    @Test func verifyNamesTheFirstDifferingRowOfEachDamagedTable() async throws {
+        try await withTemporaryDirectory { dir in
+            let data = dir + "/data"
+            let input = try writeJSONLines(SampleEvents(seed: 6).records(300), to: dir + "/in.jsonl")
+            _ = try await runTributary(["import", "--data", data, input])
+            let (noteIds, branchIds) = try withViews(data) { db in
+                (
+                    try String.fetchAll(db, sql: "SELECT noteId FROM notes ORDER BY noteId"),
+                    try String.fetchAll(db, sql: "SELECT branchId FROM branches ORDER BY branchId")
+                )
+            }
+            try withViews(data) { db in
+                // notes: a column edited in one row, and an extra row sorting after it.
+                try db.execute(sql: "UPDATE notes SET title = 'edited' WHERE noteId = ?", arguments: [noteIds[2]])
+                try db.execute(sql: "INSERT INTO notes (noteId) VALUES (?)", arguments: [noteIds[2] + "z"])
+                // branches: an extra row sorting first, and a row lost after it.
+                try db.execute(sql: "INSERT INTO branches (branchId) VALUES ('0000extra')")
+                try db.execute(sql: "DELETE FROM branches WHERE branchId = ?", arguments: [branchIds[5]])
+                // entity_changes: a row lost, and a later one edited.
+                try db.execute(sql: "DELETE FROM entity_changes WHERE id = 7")
+                try db.execute(sql: "UPDATE entity_changes SET hash = 'x' WHERE id = 20")
+            }
+            let verify = try await runTributary(["verify", "--data", data])
+            #expect(verify.exitCode == 1)
+            let lines = verify.standardOutput.split(separator: "\n").map(String.init)
+            #expect(lines.contains("FAILED: 3 view(s) differ from a rebuild (entity_changes @ 300, trilium @ 300)"))
+            let differences = lines.filter { $0.hasPrefix("  view ") }
+            #expect(differences.count == 3, "\(verify.standardOutput)")
+            #expect(
+                differences.contains {
+                    $0.hasPrefix(
+                        "  view trilium, table notes, key \"\(noteIds[2])\": the row differs from a rebuild's: ")
+                        && $0.contains("edited")
+                }, "\(differences)")
+            #expect(
+                differences.contains(
+                    "  view trilium, table branches, key \"0000extra\": extra row in the view: a rebuild does not have it"
+                ),
+                "\(differences)")
+            #expect(
+                differences.contains(
+                    "  view entity_changes, table entity_changes, key 7: row missing in the view: a rebuild has it"),
+                "\(differences)")
+        }
+    }
+
+    /// `rebuild VIEW` rebuilds that view only (the other keeps its rows, damage included, and
+    /// its projector_state row), `rebuild` rebuilds all, and an unknown name changes nothing.
+    @Test func rebuildRebuildsTheNamedViewsOrAllAndRefusesAnUnknownOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let data = dir + "/data"
+            let input = try writeJSONLines(SampleEvents(seed: 7).records(300), to: dir + "/in.jsonl")
+            _ = try await runTributary(["import", "--data", data, input])
+            func states() throws -> [String: Row] {
+                try withViews(data) { db in
+                    Dictionary(
+                        uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT * FROM projector_state").map {
+                            ($0["projector"] as String, $0)
+                        })
+                }
+            }
+            func differences() async throws -> [String] {
+                let verify = try await runTributary(["verify", "--data", data])
+                return verify.standardOutput.split(separator: "\n").filter { $0.hasPrefix("  view ") }.map(String.init)
+            }
+            try withViews(data) { db in
+                try db.execute(sql: "UPDATE notes SET title = 'damaged' WHERE rowid = 1")
+                try db.execute(sql: "DELETE FROM entity_changes WHERE id = 7")
+            }
+            let damaged = try await differences()
+            #expect(damaged.count == 2, "\(damaged)")
+            let built = try states()
+            #expect(built.keys.sorted() == ["entity_changes", "trilium"])
+
+            let unknown = try await runTributary(["rebuild", "--data", data, "widgets"])
+            #expect(unknown.exitCode == 1)
+            #expect(unknown.standardError.hasPrefix("error: unknown view 'widgets'"), "\(unknown.standardError)")
+            #expect(try states() == built)
+            #expect(try await differences() == damaged)
+
+            let one = try await runTributary(["rebuild", "--data", data, "trilium"])
+            #expect(one.exitCode == 0, "\(one.standardError)")
+            #expect(one.standardOutput.hasPrefix("rebuilt trilium from 300 changes in "), "\(one.standardOutput)")
+            let afterOne = try states()
+            #expect(afterOne["entity_changes"] == built["entity_changes"])
+            let trilium = try #require(afterOne["trilium"])
+            #expect(trilium["lastEntityChangeId"] == 300)
+            #expect(trilium["rebuiltAt"] as String? != built["trilium"]?["rebuiltAt"])
+            #expect(
+                try await differences() == [
+                    "  view entity_changes, table entity_changes, key 7: row missing in the view: a rebuild has it"
+                ])
+
+            let all = try await runTributary(["rebuild", "--data", data])
+            #expect(all.exitCode == 0, "\(all.standardError)")
+            #expect(all.standardOutput.hasPrefix("rebuilt all views from 300 changes in "), "\(all.standardOutput)")
+            let afterAll = try states()
+            #expect(afterAll["entity_changes"]?["rebuiltAt"] as String? != built["entity_changes"]?["rebuiltAt"])
+            #expect(afterAll["trilium"]?["rebuiltAt"] as String? != trilium["rebuiltAt"])
+            let verify = try await runTributary(["verify", "--data", data])
+            #expect(verify.exitCode == 0, "\(verify.standardOutput)")
+            #expect(
+                verify.standardOutput.contains(
+                    "ok: views equal a rebuild from the log (entity_changes @ 300, trilium @ 300)"))
+        }
+    }
+
     @Test func aBadLineStopsTheImportWithItsLineNumberAndKeepsEarlierBatches() async throws {
         try await withTemporaryDirectory { dir in
             let records = SampleEvents(seed: 5).records(250)
@@ -242,4 +352,11 @@ import TributaryTesting
             }
         }
     }
+}
+
+/// Runs `body` in a write transaction on `<data>/views.sqlite`, closed again before it returns.
+private func withViews<R>(_ data: String, _ body: (Database) throws -> R) throws -> R {
+    let queue = try DatabaseQueue(path: data + "/views.sqlite")
+    defer { try? queue.close() }
+    return try queue.write(body)
 }

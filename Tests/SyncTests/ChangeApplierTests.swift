@@ -362,6 +362,12 @@ func withNode(_ body: (Node) async throws -> Void) async throws {
             #expect(erasure.change.isErased)
             #expect(erasure.change.hash == "hashKEEPME")
             #expect(erasure.entity == nil)
+            // The erasure is this node's own change, not the remote one's stamp carried over.
+            let erased = try #require(try node.log.change(at: 1))
+            #expect(erased.change.instanceId == "remoteInst01")
+            #expect(erasure.change.instanceId == node.log.instanceId)
+            #expect(erasure.record.originInstanceId == node.log.instanceId)
+            #expect(erasure.change.changeId != erased.change.changeId)
         }
     }
 
