@@ -190,6 +190,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Tributary", "TributaryCore", "EventLog", "Projections", "Sync", "TributaryTesting", "TributaryCLI",
+                "TributaryClient",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict

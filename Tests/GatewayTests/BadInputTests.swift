@@ -6,7 +6,7 @@ import TributaryCore
 import TributaryTesting
 
 /// Every bad request gets a clear 4xx and writes nothing.
-@Suite(.timeLimit(.minutes(2))) struct GatewayBadInputTests {
+@Suite(.timeLimit(.minutes(3))) struct GatewayBadInputTests {
     struct Case: Sendable, CustomTestStringConvertible {
         var name: String
         var method: HTTPMethod
@@ -159,12 +159,12 @@ import TributaryTesting
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct GatewayAccessTests {
+@Suite(.timeLimit(.minutes(3))) struct GatewayAccessTests {
     static let guarded: [(HTTPMethod, String)] = [
         (.PUT, "/api/sync/update"), (.GET, "/api/sync/changed?lastEntityChangeId=0"), (.POST, "/api/sync/finished"),
         (.GET, "/api/sync/check"), (.POST, "/api/sync/check-entity-changes"), (.POST, "/api/sync/queue-sector/notes/a"),
         (.GET, "/api/setup/sync-seed"), (.POST, "/api/changes"), (.GET, "/api/changes"), (.GET, "/api/status"),
-        (.GET, "/metrics"), (.POST, "/api/verify"), (.POST, "/api/toast"),
+        (.GET, "/metrics"), (.POST, "/api/verify"), (.POST, "/api/toast"), (.POST, "/api/sync/now"),
     ]
 
     @Test func everyRouteButHealthSetupStatusAndStatsNeedsCredentials() async throws {

@@ -6,7 +6,7 @@ import Tributary
 import TributaryCore
 import TributaryTesting
 
-@Suite(.timeLimit(.minutes(2))) struct TriliumSyncAPITests {
+@Suite(.timeLimit(.minutes(3))) struct TriliumSyncAPITests {
     @Test func aTriliumClientPushesPullsFinishesAndChecks() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in

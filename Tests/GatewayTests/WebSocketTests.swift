@@ -101,6 +101,15 @@ func postMoreThanAStalledSocketHolds(_ node: RunningNode) async throws {
     }
 }
 
+/// Waits until the node has `count` open WebSockets (a status message sent before a socket
+/// registers would never reach it).
+func waitForSockets(_ node: RunningNode, _ count: Int) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while try await webSocketStatus(node)?["open"]?.intValue ?? 0 < count, ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
 /// The `webSockets` member of `GET /api/status`.
 func webSocketStatus(_ node: RunningNode) async throws -> JSONObject? {
     let status = try JSONParser.parseObject(
@@ -410,12 +419,31 @@ func webSocketStatus(_ node: RunningNode) async throws -> JSONObject? {
                 try await post(hub, notes(0..<50, prefix: "hub"))
                 let peer = SyncPeer(url: hub.baseURL, documentSecret: hub.node.credentials.documentSecret)
                 try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer) { spoke in
+                    try await post(spoke, notes(0..<5, prefix: "spoke"))
                     async let log = rawSocket(spoke) { $0.types.contains("sync-finished") }
-                    try await Task.sleep(for: .milliseconds(200))
+                    try await waitForSockets(spoke, 1)
                     #expect(await spoke.node.syncEngine!.syncOnce().succeeded)
                     let seen = try await log.types
                     #expect(seen.contains("sync-pull-in-progress"))
+                    #expect(seen.contains("sync-push-in-progress"))
                     #expect(seen.contains("sync-finished"))
+                    #expect(!seen.contains("sync-hash-check-failed"))
+                    // Changes the hub holds under the spoke's own stamp: the pull skips them, so
+                    // only the content-hash check finds them (and re-queues their sector).
+                    _ = try await hub.node.store.applier.applyRemote(
+                        SampleEvents(seed: 57).records(3), from: .peer(instanceId: spoke.node.store.log.instanceId))
+                    async let second = rawSocket(spoke) { $0.types.contains("sync-finished") }
+                    try await waitForSockets(spoke, 1)
+                    #expect(await spoke.node.syncEngine!.syncOnce().succeeded)
+                    #expect(try await second.types.contains("sync-hash-check-failed"))
+                }
+                // A spoke with the wrong secret: its cycle fails, and its sockets hear it.
+                let wrong = SyncPeer(url: hub.baseURL, documentSecret: "not the hub's secret")
+                try await withNode(dataDirectory: dir + "/wrong", syncPeer: wrong) { spoke in
+                    async let log = rawSocket(spoke) { $0.types.contains("sync-failed") }
+                    try await waitForSockets(spoke, 1)
+                    #expect(await !spoke.node.syncEngine!.syncOnce().succeeded)
+                    #expect(try await log.types.contains("sync-failed"))
                 }
             }
         }

@@ -2,7 +2,7 @@ import Synchronization
 import Testing
 import TributaryCore
 
-@Suite(.timeLimit(.minutes(2))) struct IdWaitersTests {
+@Suite(.timeLimit(.minutes(3))) struct IdWaitersTests {
     struct TimedOut: Error {}
 
     /// Progress kept by the owner and reported after it is recorded, as IdWaiters requires.
