@@ -25,6 +25,7 @@ extension Gateway {
         router.get("/api/status") { request, _ in try status(request) }
         router.post("/api/verify") { request, _ in try await runVerify(request) }
         router.post("/api/toast") { request, _ in try await toast(request) }
+        router.post("/api/rebuild") { request, _ in try await rebuild(request) }
     }
 
     /// `POST /api/verify` — checks the log and the views in this process; an unsound result is
@@ -52,6 +53,49 @@ extension Gateway {
         let text: JSONValue = .object(["type": .string("toast"), "message": .string(message)])
         statusMessages.broadcast(String(decoding: text.jsonBytes, as: UTF8.self))
         return Response(status: .noContent)
+    }
+
+    /// `POST /api/rebuild` — `{"views":[…]}` (all when absent or empty): `tributary rebuild`
+    /// inside the running node. Writes go on meanwhile; the views catch up after the swap, and
+    /// every WebSocket is told `reload-frontend`. It does not overlap a sync cycle.
+    func rebuild(_ request: Request) async throws -> Response {
+        try requireToken(request)
+        guard let rebuildViews, let projections else { throw GatewayError.badRequest("this node has no views") }
+        let bytes = try await body(request)
+        var names: [String] = []
+        if !bytes.isEmpty {
+            let object: JSONObject
+            do {
+                object = try JSONParser.parseObject(bytes)
+            } catch {
+                throw GatewayError.badRequest("\(error)")
+            }
+            switch object["views"] {
+            case nil: break
+            case .array(let values)?:
+                for value in values {
+                    guard case .string(let name) = value else {
+                        throw GatewayError.badRequest("'views' must be an array of view names")
+                    }
+                    names.append(name)
+                }
+            default: throw GatewayError.badRequest("'views' must be an array of view names")
+            }
+        }
+        let selected: [any Projector]
+        do {
+            selected = names.isEmpty ? projections.projectors : try StandardProjectors.named(names)
+        } catch let error as ProjectionError {
+            throw GatewayError.badRequest(error.message)
+        }
+        try await rebuildViews(names)
+        // Each rebuilt view and the id it was rebuilt up to (or has reached since).
+        let checkpoints = projections.checkpoints
+        var rebuilt = JSONObject()
+        for projector in selected {
+            rebuilt[projector.name] = .number(Int(checkpoints[projector.name]?.rawValue ?? 0))
+        }
+        return json(.object(["rebuilt": .object(rebuilt)]))
     }
 
     /// `POST /api/changes` — a batch of local writes `[{"entityName","entityId","entity"}]` or

@@ -21,6 +21,8 @@ public struct Gateway: Sendable {
     let peers: @Sendable () -> [SyncEngine.PeerStatus]
     /// Runs a sync cycle with the configured peer (joining one that runs); nil without a peer.
     let syncNow: (@Sendable () async -> SyncEngine.Outcome)?
+    /// Rebuilds the named views (all for none), outside any sync cycle.
+    let rebuildViews: (@Sendable ([String]) async throws -> Void)?
     let verify: (@Sendable () async throws -> (isSound: Bool, text: String))?
     let logger: Logger
     let sessions = Sessions()
@@ -34,6 +36,7 @@ public struct Gateway: Sendable {
         projections: ProjectionRunner?, metricsText: @escaping @Sendable () -> String,
         peers: @escaping @Sendable () -> [SyncEngine.PeerStatus] = { [] },
         syncNow: (@Sendable () async -> SyncEngine.Outcome)? = nil,
+        rebuildViews: (@Sendable ([String]) async throws -> Void)? = nil,
         status: StatusBroadcaster = StatusBroadcaster(),
         verify: (@Sendable () async throws -> (isSound: Bool, text: String))? = nil,
         logger: Logger
@@ -46,6 +49,7 @@ public struct Gateway: Sendable {
         self.metricsText = metricsText
         self.peers = peers
         self.syncNow = syncNow
+        self.rebuildViews = rebuildViews
         self.statusMessages = status
         self.logger = logger
         uploads = PagedUploads(maxBytes: configuration.maxPagedBytes)

@@ -20,6 +20,9 @@ public final class ProjectionRunner: Service, Sendable {
     private let state = Mutex(State())
     private let lagGauge = Gauge(label: "tributary.views.lag")
     private let rebuildListeners = Mutex<[@Sendable (String) -> Void]>([])
+    /// Held while a page is applied and while a rebuild swaps its tables in: a page read before a
+    /// rebuild must not be written over the rebuilt tables, nor its checkpoint over theirs.
+    private let swap = AsyncLock()
 
     /// Calls `listener` with a reason after views are rebuilt (clients reload what they show).
     public func onRebuild(_ listener: @escaping @Sendable (String) -> Void) {
@@ -113,6 +116,42 @@ public final class ProjectionRunner: Service, Sendable {
             try await group.waitForAll()
         }
         let built = clock.now
+        try await swap.withLock {
+            // Pages the runner applied to the live tables meanwhile are past `target`, and its
+            // tail will not deliver them again: the rebuilt tables take them before anyone else
+            // writes (their checkpoint would otherwise move past changes they never saw).
+            let live = state.withLock { $0.checkpoints }
+            try await copyIn(selected, from: scratch, at: target)
+            let reached = selected.compactMap { live[$0.name] }.max() ?? .zero
+            var cursor = target
+            while cursor < reached {
+                let page = try log.changes(
+                    after: cursor, limit: Int(min(UInt64(batchSize), reached.rawValue - cursor.rawValue)))
+                guard let last = page.last?.id else { break }
+                try await applyHoldingTheSwap(page)
+                cursor = last
+            }
+        }
+        let copied = clock.now
+        let reason = "rebuilt views: \(selected.map(\.name).joined(separator: ", "))"
+        for listener in rebuildListeners.withLock({ $0 }) { listener(reason) }
+        // The build went through the WAL in one transaction; fold it back and truncate it.
+        try await views.pool.writeWithoutTransaction { db in
+            _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+        logger.debug(
+            "views rebuilt",
+            metadata: [
+                "views.rebuild.built": "\(started.duration(to: built))",
+                "views.rebuild.copied": "\(built.duration(to: copied))",
+                "views.rebuild.checkpointed": "\(copied.duration(to: clock.now))",
+            ])
+        publish()
+    }
+
+    /// Replaces the live tables of `selected` with their scratch builds in one transaction, and
+    /// moves their checkpoints to `target`.
+    private func copyIn(_ selected: [any Projector], from scratch: [String], at target: EntityChangeID) async throws {
         try await views.pool.writeWithoutTransaction { db in
             // ATTACH is refused inside a transaction.
             for (i, path) in scratch.enumerated() {
@@ -137,24 +176,9 @@ public final class ProjectionRunner: Service, Sendable {
                 return .commit
             }
         }
-        let copied = clock.now
         state.withLock { s in
             for projector in selected { s.checkpoints[projector.name] = target }
         }
-        let reason = "rebuilt views: \(selected.map(\.name).joined(separator: ", "))"
-        for listener in rebuildListeners.withLock({ $0 }) { listener(reason) }
-        // The build went through the WAL in one transaction; fold it back and truncate it.
-        try await views.pool.writeWithoutTransaction { db in
-            _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
-        }
-        logger.debug(
-            "views rebuilt",
-            metadata: [
-                "views.rebuild.built": "\(started.duration(to: built))",
-                "views.rebuild.copied": "\(built.duration(to: copied))",
-                "views.rebuild.checkpointed": "\(copied.duration(to: clock.now))",
-            ])
-        publish()
     }
 
     static func scratchSchema(_ i: Int) -> String { "rebuild\(i)" }
@@ -296,6 +320,10 @@ public final class ProjectionRunner: Service, Sendable {
 
     /// Applies a page to every projector not yet past it, in one transaction.
     func apply(_ page: [LoggedChange]) async throws {
+        try await swap.withLock { try await applyHoldingTheSwap(page) }
+    }
+
+    private func applyHoldingTheSwap(_ page: [LoggedChange]) async throws {
         guard let last = page.last?.id else { return }
         let checkpoints = state.withLock { $0.checkpoints }
         let work = projectors.filter { (checkpoints[$0.name] ?? .zero) < last }

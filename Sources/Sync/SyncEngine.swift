@@ -155,6 +155,38 @@ public final class SyncEngine: Service, Sendable {
         return outcome
     }
 
+    /// Runs `body` holding the sync mutex, as a cycle does: it waits for a running cycle to end,
+    /// and cycles triggered meanwhile wait for it (then run). For work that must not overlap a
+    /// sync, such as rebuilding the views.
+    public func exclusively<R: Sendable>(_ body: () async throws -> R) async throws -> R {
+        while true {
+            let taken = state.withLock { s -> Bool in
+                guard !s.running else { return false }
+                s.running = true
+                return true
+            }
+            if taken { break }
+            _ = await withCheckedContinuation { continuation in
+                let ended = state.withLock { s -> Bool in
+                    guard s.running else { return true }
+                    s.waiters.append(continuation)
+                    return false
+                }
+                if ended { continuation.resume(returning: nil) }
+            }
+        }
+        defer {
+            // No outcome to share: waiting triggers run cycles of their own.
+            let waiters = state.withLock { s -> [CheckedContinuation<Outcome?, Never>] in
+                s.running = false
+                defer { s.waiters = [] }
+                return s.waiters
+            }
+            for waiter in waiters { waiter.resume(returning: nil) }
+        }
+        return try await body()
+    }
+
     /// Runs one cycle unless one is running (`nil`): the CLI's "already running".
     public func trySyncOnce() async -> Outcome? {
         guard state.withLock({ !$0.running }) else { return nil }

@@ -139,6 +139,17 @@ public final class Node: Sendable {
         let engine = syncEngine
         var syncNow: (@Sendable () async -> SyncEngine.Outcome)?
         if let engine { syncNow = { await engine.syncOnce() } }
+        var rebuildViews: (@Sendable ([String]) async throws -> Void)?
+        if let projections {
+            rebuildViews = { names in
+                // Not while a sync cycle applies changes (the sync mutex).
+                if let engine {
+                    try await engine.exclusively { try await projections.rebuild(names) }
+                } else {
+                    try await projections.rebuild(names)
+                }
+            }
+        }
         let gateway = Gateway(
             configuration: gatewayConfiguration,
             log: store.log, applier: store.applier, projections: projections,
@@ -146,7 +157,8 @@ public final class Node: Sendable {
                 projections?.recordLag()
                 return MetricsBootstrap.text()
             },
-            peers: { engine.map { [$0.status] } ?? [] }, syncNow: syncNow, status: statusMessages,
+            peers: { engine.map { [$0.status] } ?? [] }, syncNow: syncNow, rebuildViews: rebuildViews,
+            status: statusMessages,
             verify: { [store] in
                 let outcome = try await VerifyOutcome(store: store, from: 0)
                 return (outcome.isSound, outcome.text)

@@ -165,6 +165,7 @@ import TributaryTesting
         (.GET, "/api/sync/check"), (.POST, "/api/sync/check-entity-changes"), (.POST, "/api/sync/queue-sector/notes/a"),
         (.GET, "/api/setup/sync-seed"), (.POST, "/api/changes"), (.GET, "/api/changes"), (.GET, "/api/status"),
         (.GET, "/metrics"), (.POST, "/api/verify"), (.POST, "/api/toast"), (.POST, "/api/sync/now"),
+        (.POST, "/api/rebuild"),
     ]
 
     @Test func everyRouteButHealthSetupStatusAndStatsNeedsCredentials() async throws {

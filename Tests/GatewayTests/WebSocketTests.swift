@@ -413,6 +413,41 @@ func webSocketStatus(_ node: RunningNode) async throws -> JSONObject? {
         }
     }
 
+    @Test func aRebuildInTheRunningNodeTellsEverySocketToReloadAndLosesNoWrite() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                try await post(node, notes(0..<2000))
+                async let log = rawSocket(node) { $0.types.contains("reload-frontend") }
+                try await waitForSockets(node, 1)
+                // Writes go on while the views are rebuilt.
+                let writer = Task {
+                    for i in 0..<20 { try await post(node, notes((2000 + i * 50)..<(2050 + i * 50))) }
+                }
+                let answer = try await node.request(
+                    .POST, "/api/rebuild", headers: [node.bearer], body: Array(#"{"views":["trilium"]}"#.utf8),
+                    timeout: .seconds(120))
+                #expect(answer.status == 200, "\(answer.text)")
+                let rebuilt = try JSONParser.parseObject(answer.body)["rebuilt"]?.objectValue
+                #expect(rebuilt?.members.map(\.key) == ["trilium"])
+                #expect(rebuilt?["trilium"]?.intValue ?? 0 >= 2000)
+                try await writer.value
+                #expect(try await log.types.contains("reload-frontend"))
+                // The views hold every write, made before, during or after the swap.
+                let store = node.node.store
+                try await store.projections!.waitFor(store.log.head, timeout: .seconds(60))
+                let verify = try await node.request(
+                    .POST, "/api/verify", headers: [node.bearer], timeout: .seconds(120))
+                #expect(try JSONParser.parseObject(verify.body)["sound"] == .bool(true), "\(verify.text)")
+                // Bad input changes nothing.
+                for body in [#"{"views":["widgets"]}"#, #"{"views":"trilium"}"#, #"{"views":[1]}"#, "{not json"] {
+                    let refused = try await node.request(
+                        .POST, "/api/rebuild", headers: [node.bearer], body: Array(body.utf8))
+                    #expect(refused.status == 400, "\(body): \(refused.text)")
+                }
+            }
+        }
+    }
+
     @Test func syncStatusMessagesArriveDuringARealSync() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/hub") { hub in

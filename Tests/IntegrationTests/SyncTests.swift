@@ -4,6 +4,7 @@ import Glibc
 import Projections
 import Subprocess
 import Sync
+import Synchronization
 import SystemPackage
 import Testing
 import Tributary
@@ -403,6 +404,36 @@ extension NodeSyncTests {
                     #expect(stillWriting, "the first write reached the hub only once the writes stopped")
                     writing.cancel()
                     _ = await writing.result
+                }
+            }
+        }
+    }
+
+    @Test func exclusiveWorkWaitsForTheRunningCycleAndCyclesWaitForIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/hub") { hub in
+                _ = try await hub.node.store.applier.applyRemote(
+                    SampleEvents(seed: 56).records(3000), from: .recordInstance)
+                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
+                    let engine = spoke.node.syncEngine!
+                    async let cycle = engine.syncOnce()
+                    try await waitUntil(.seconds(30)) { engine.status.running }
+                    // Taken only once the cycle has ended.
+                    let seen = try await engine.exclusively { (engine.status.cycles, engine.status.running) }
+                    #expect(seen.0 == 1 && !seen.1, "\(seen)")
+                    #expect(await cycle.succeeded)
+                    // A cycle triggered while it is held starts once it is released.
+                    let released = Mutex(false)
+                    async let held: Void = engine.exclusively {
+                        try await Task.sleep(for: .milliseconds(500))
+                        released.withLock { $0 = true }
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                    #expect(await engine.trySyncOnce() == nil)
+                    let second = await engine.syncOnce()
+                    #expect(released.withLock { $0 }, "the cycle ran while the mutex was held")
+                    #expect(second.succeeded)
+                    try await held
                 }
             }
         }
