@@ -218,15 +218,25 @@ public final class TributaryClient: Sendable {
         }
     }
 
-    /// Keeps the cache current and wakes `waitFor` callers (froca_updater's job).
+    /// Keeps the cache current and wakes `waitFor` callers (froca_updater's job, §6.4): an
+    /// erased or deleted (`isDeleted`) entity leaves the cache, a note_reordering moves the
+    /// cached branches it names to their new positions, anything else replaces the cached row.
     func absorb(_ event: TailEvent) {
         guard case .change(let logged) = event else { return }
         let processed = state.withLock { s -> EntityChangeID in
             let key = logged.change.key
-            if logged.change.isErased || logged.change.entityName == .noteReordering {
-                if logged.change.isErased { s.cache[key] = nil }
+            if logged.change.isErased {
+                s.cache[key] = nil
+            } else if logged.change.entityName == .noteReordering {
+                for member in (try? logged.entity?.object()) ?? [:] {
+                    let branch = EntityKey(.branches, member.key)
+                    guard let row = try? s.cache[branch]?.object() else { continue }
+                    var moved = row
+                    moved["notePosition"] = member.value
+                    s.cache[branch] = EntityRow(moved)
+                }
             } else if let entity = logged.entity {
-                s.cache[key] = entity
+                s.cache[key] = entity.value(forKey: "isDeleted")?.isTruthy == true ? nil : entity
             }
             s.processed = max(s.processed, logged.id)
             s.maxKnown = max(s.maxKnown, logged.id)

@@ -47,6 +47,52 @@ func noteWrites(_ prefix: String, _ range: Range<Int>) -> [JSONValue] {
         }
     }
 
+    @Test func theCacheDropsDeletedEntitiesAndMovesReorderedBranches() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withNode(dataDirectory: dir + "/node") { node in
+                let client = TributaryClient(url: node.baseURL, apiToken: node.apiToken)
+                let following = Task { try await client.follow { _ in true } }
+                func branch(_ id: String, _ position: Int) -> JSONValue {
+                    .object([
+                        "entityName": .string("branches"), "entityId": .string(id),
+                        "entity": .object([
+                            "noteId": .string(id + "n"), "parentNoteId": .string("parent000001"),
+                            "notePosition": .number(position),
+                        ]),
+                    ])
+                }
+                _ = try await client.write(
+                    noteWrites("cache", 0..<2) + [branch("branch000001", 10), branch("branch000002", 20)])
+                try await client.waitFor(timeout: .seconds(30))
+                #expect(client.cached(EntityKey(.notes, "cache0")) != nil)
+                // Trilium deletes by setting isDeleted; froca drops the entity.
+                _ = try await client.write([
+                    .object([
+                        "entityName": .string("notes"), "entityId": .string("cache0"),
+                        "entity": .object(["title": .string("gone"), "isDeleted": .number(1)]),
+                    ])
+                ])
+                // A reordering of the parent's children moves the cached branches.
+                _ = try await client.write([
+                    .object([
+                        "entityName": .string("note_reordering"), "entityId": .string("parent000001"),
+                        "entity": .object(["branch000001": .number(30), "branch000002": .number(5)]),
+                    ])
+                ])
+                try await client.waitFor(timeout: .seconds(30))
+                #expect(client.cached(EntityKey(.notes, "cache0")) == nil)
+                #expect(client.cached(EntityKey(.notes, "cache1")) != nil)
+                #expect(
+                    client.cached(EntityKey(.branches, "branch000001"))?.value(forKey: "notePosition") == .number(30))
+                #expect(
+                    client.cached(EntityKey(.branches, "branch000002"))?.value(forKey: "notePosition") == .number(5))
+                following.cancel()
+                _ = await following.result
+                await client.close()
+            }
+        }
+    }
+
     @Test func aWrongTokenEndsTheSubscriptionWithTheNodesReason() async throws {
         try await withTemporaryDirectory { dir in
             try await withNode(dataDirectory: dir + "/node") { node in
