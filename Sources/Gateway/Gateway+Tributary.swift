@@ -187,6 +187,8 @@ extension Gateway {
                 "lastSuccess": peer.lastSuccess.map { .string($0.description) } ?? .null,
                 "lastError": peer.lastError.map { .string($0) } ?? .null, "pushed": .number(peer.pushed),
                 "pulled": .number(peer.pulled), "cycles": .number(peer.cycles), "running": .bool(peer.running),
+                "outstandingPullCount": .number(peer.outstandingPullCount),
+                "fullHistory": peer.fullHistory.map { .bool($0) } ?? .null,
             ])
         }
         let index = log.indexStatus

@@ -71,7 +71,13 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                     #expect(again.succeeded && again.pushed == 0 && again.pulled == 0)
                     #expect(engine.status.lastSuccess != nil)
                     let status = try await spoke.request(.GET, "/api/status", headers: [spoke.bearer])
-                    #expect(status.text.contains("\"cycles\":2"))
+                    let peerStatus = try JSONParser.parseObject(status.body)["peers"]?.objectValue?[hub.baseURL]?
+                        .objectValue
+                    #expect(peerStatus?["cycles"] == .number(2))
+                    #expect(peerStatus?["pulled"] == .number(720) && peerStatus?["pushed"] == .number(630))
+                    #expect(peerStatus?["lastError"] == .null && peerStatus?["lastSuccess"]?.stringValue != nil)
+                    #expect(peerStatus?["lastSyncedPull"] == .number(Int(engine.status.lastSyncedPull.rawValue)))
+                    #expect(peerStatus?["fullHistory"] == .null && peerStatus?["outstandingPullCount"] == .number(0))
                     // The same cursors as metrics, labelled with the peer.
                     let metrics = try await spoke.request(.GET, "/metrics", headers: [spoke.bearer]).text
                     let label = #"{peer="\#(hub.baseURL)"}"#
