@@ -135,6 +135,46 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
                             }
                             #expect(winner == "edit from spoke 2")
                             #expect(hubState.count == 121)
+
+                            // Writes that land while cycles run: every spoke writes (its own notes,
+                            // and one entity all of them edit) during three cycles of its own.
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                for (i, spoke) in spokes.enumerated() {
+                                    group.addTask {
+                                        for batch in 0..<10 {
+                                            try await write(
+                                                spoke, (0..<5).map { ("w\(i)b\(batch)n\($0)0000", "during") })
+                                            try await write(spoke, [("sharednote02", "spoke \(i) batch \(batch)")])
+                                        }
+                                    }
+                                    group.addTask {
+                                        for _ in 0..<3 {
+                                            let outcome = await spoke.node.syncEngine!.syncOnce()
+                                            #expect(outcome.failure == nil, "\(String(describing: outcome.failure))")
+                                        }
+                                    }
+                                }
+                                try await group.waitForAll()
+                            }
+                            // Then rounds of concurrent cycles until nothing moves (a re-issued
+                            // conflict loser takes one more round to spread).
+                            var rounds = 0
+                            while rounds < 6 {
+                                rounds += 1
+                                let outcomes = await withTaskGroup(of: SyncEngine.Outcome.self) { group in
+                                    for spoke in spokes { group.addTask { await spoke.node.syncEngine!.syncOnce() } }
+                                    return await group.reduce(into: []) { $0.append($1) }
+                                }
+                                #expect(outcomes.allSatisfy { $0.succeeded })
+                                if rounds > 1 && outcomes.allSatisfy({ $0.pushed == 0 && $0.pulled == 0 }) { break }
+                            }
+                            #expect(rounds < 6, "still exchanging changes after \(rounds) rounds")
+                            let settled = try contentState(hub)
+                            #expect(settled.count == 121 + 150 + 1)
+                            for spoke in spokes {
+                                #expect(try contentState(spoke) == settled)
+                                #expect(try await sectorDigests(spoke) == sectorDigests(hub))
+                            }
                         }
                     }
                 }
