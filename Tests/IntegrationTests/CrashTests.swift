@@ -485,15 +485,24 @@ private func withServerInMountNamespace(
     _ body: (_ port: Int, _ token: String) async throws -> Void
 ) async throws {
     let port = freePort()
+    // Each wait also ends when the test process is gone: a test run that crashed used to leave
+    // this shell looping, and its server running, for good.
     let script = """
+        parent=$PPID
         \(setup)
         '\(TributaryBinary.path)' serve --data '\(data)' --port \(port) > '\(dir)/serve.log' 2>&1 &
         server=$!
-        while [ ! -e '\(data)/credentials.json' ]; do sleep 0.05; done
+        wait_for() {
+            while [ ! -e "$1" ]; do
+                kill -0 $parent 2>/dev/null || { kill -TERM $server; exit 1; }
+                sleep 0.05
+            done
+        }
+        wait_for '\(data)/credentials.json'
         cp '\(data)/credentials.json' '\(dir)/credentials.json'
-        while [ ! -e '\(dir)/free' ]; do sleep 0.05; done
+        wait_for '\(dir)/free'
         \(freeSpace)
-        while [ ! -e '\(dir)/stop' ]; do sleep 0.05; done
+        wait_for '\(dir)/stop'
         kill -TERM $server
         wait $server
         """
