@@ -84,7 +84,7 @@ extension Gateway {
         }
         let selected: [any Projector]
         do {
-            selected = names.isEmpty ? projections.projectors : try StandardProjectors.named(names)
+            selected = try projections.projectors(named: names)
         } catch let error as ProjectionError {
             throw GatewayError.badRequest(error.message)
         }

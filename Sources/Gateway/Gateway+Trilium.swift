@@ -132,7 +132,9 @@ extension Gateway {
         do {
             let report = try await server.applier.applyRemote(push.records, from: .peer(instanceId: push.instanceId))
             // As Trilium's server does when a pushed batch applies a change (§4.1).
-            if report.applied > 0 { broadcastSyncStatus("sync-pull-in-progress") }
+            if report.applied > 0 {
+                statusMessages.broadcastSyncStatus("sync-pull-in-progress", lastSyncedPush: lastSyncedPush() ?? .zero)
+            }
         } catch let error as ApplyError {
             throw GatewayError.badRequest("entities[\(error.index)]: \(error.cause)")
         }
@@ -152,7 +154,7 @@ extension Gateway {
                     "message": .string("Sync not configured"),
                 ]))
         }
-        broadcastSyncStatus("sync-pull-in-progress")
+        statusMessages.broadcastSyncStatus("sync-pull-in-progress", lastSyncedPush: lastSyncedPush() ?? .zero)
         let outcome = await syncNow()
         if let failure = outcome.failure {
             return json(.object(["success": .bool(false), "message": .string(failure.message)]))
@@ -161,12 +163,6 @@ extension Gateway {
             .object([
                 "success": .bool(true), "pushed": .number(outcome.pushed), "pulled": .number(outcome.pulled),
             ]))
-    }
-
-    /// Trilium's `{"type":…,"lastSyncedPush":n}` to every WebSocket.
-    func broadcastSyncStatus(_ type: String) {
-        let message = #"{"type":"\#(type)","lastSyncedPush":\#(lastSyncedPush()?.rawValue ?? 0)}"#
-        statusMessages.broadcast(message)
     }
 
     func intHeader(_ request: Request, _ name: String) throws(GatewayError) -> Int? {

@@ -15,6 +15,12 @@ public final class StatusBroadcaster: Sendable {
         for mailbox in mailboxes.withLock({ $0.values.map(\.mailbox) }) { mailbox.post(message, droppable: true) }
     }
 
+    /// Sends one of Trilium's sync status messages (`sync-pull-in-progress`, `sync-finished`, …):
+    /// `{"type":…,"lastSyncedPush":n}`.
+    public func broadcastSyncStatus(_ type: String, lastSyncedPush: EntityChangeID) {
+        broadcast(#"{"type":"\#(type)","lastSyncedPush":\#(lastSyncedPush.rawValue)}"#)
+    }
+
     func register(_ mailbox: Mailbox, cursor: CursorBox) -> Int {
         let id = nextId.withLock { n -> Int in
             n += 1

@@ -78,11 +78,18 @@ public final class ProjectionRunner: Service, Sendable {
         publish()
     }
 
+    /// The projectors of the views named (all of them for none).
+    ///
+    /// - Throws: `ProjectionError` `.unknownView`.
+    public func projectors(named names: [String]) throws -> [any Projector] {
+        names.isEmpty ? projectors : try StandardProjectors.named(names)
+    }
+
     /// Drops and rebuilds views (all by default) from the log.
     public func rebuild(
         _ names: [String] = [], progress: (@Sendable (EntityChangeID, EntityChangeID) -> Void)? = nil
     ) async throws {
-        let selected = names.isEmpty ? projectors : try StandardProjectors.named(names)
+        let selected = try projectors(named: names)
         // The other views keep their checkpoints (no preparing: it could build what we rebuild).
         let states = try await views.pool.read { db in try ViewStore.states(db) }
         state.withLock { s in

@@ -110,28 +110,9 @@ public final class SyncEngine: Service, Sendable {
 
     /// Runs one cycle; if one is already running, waits for it and returns its outcome.
     public func syncOnce() async -> Outcome {
-        while true {
-            let started = state.withLock { s -> Bool in
-                guard !s.running else { return false }
-                s.running = true
-                s.status.running = true
-                return true
-            }
-            if started { break }
-            let joined: Outcome? = await withCheckedContinuation { continuation in
-                let ended = state.withLock { s -> Bool in
-                    guard s.running else { return true }
-                    s.waiters.append(continuation)
-                    return false
-                }
-                if ended { continuation.resume(returning: nil) }  // it ended meanwhile: run our own
-            }
-            if let joined { return joined }
-        }
+        if let joined = await takeMutex(forCycle: true) { return joined }
         let outcome = await cycle()
-        let waiters = state.withLock { s -> [CheckedContinuation<Outcome?, Never>] in
-            s.running = false
-            s.status.running = false
+        releaseMutex(sharing: outcome) { s in
             s.status.cycles += 1
             s.status.pushed += outcome.pushed
             s.status.pulled += outcome.pulled
@@ -143,10 +124,7 @@ public final class SyncEngine: Service, Sendable {
                 s.status.lastError = nil
                 gauges.lastSuccess.record(Date().timeIntervalSince1970)
             }
-            defer { s.waiters = [] }
-            return s.waiters
         }
-        for waiter in waiters { waiter.resume(returning: outcome) }
         Counter(
             label: "tributary_sync_cycles_total",
             dimensions: [("peer", peer.url), ("result", outcome.succeeded ? "converged" : "failed")]
@@ -159,32 +137,46 @@ public final class SyncEngine: Service, Sendable {
     /// and cycles triggered meanwhile wait for it (then run). For work that must not overlap a
     /// sync, such as rebuilding the views.
     public func exclusively<R: Sendable>(_ body: () async throws -> R) async throws -> R {
+        _ = await takeMutex(forCycle: false)
+        // No outcome to share: waiting triggers run cycles of their own.
+        defer { releaseMutex(sharing: nil) { _ in } }
+        return try await body()
+    }
+
+    /// Takes the sync mutex, waiting while someone holds it; nil once taken. A cycle that waited
+    /// for another cycle returns that one's outcome instead of running its own.
+    private func takeMutex(forCycle: Bool) async -> Outcome? {
         while true {
             let taken = state.withLock { s -> Bool in
                 guard !s.running else { return false }
                 s.running = true
+                s.status.running = forCycle
                 return true
             }
-            if taken { break }
-            _ = await withCheckedContinuation { continuation in
+            if taken { return nil }
+            let joined: Outcome? = await withCheckedContinuation { continuation in
                 let ended = state.withLock { s -> Bool in
                     guard s.running else { return true }
                     s.waiters.append(continuation)
                     return false
                 }
-                if ended { continuation.resume(returning: nil) }
+                if ended { continuation.resume(returning: nil) }  // it ended meanwhile: try again
             }
+            if forCycle, let joined { return joined }
         }
-        defer {
-            // No outcome to share: waiting triggers run cycles of their own.
-            let waiters = state.withLock { s -> [CheckedContinuation<Outcome?, Never>] in
-                s.running = false
-                defer { s.waiters = [] }
-                return s.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: nil) }
+    }
+
+    /// Releases the sync mutex after `update` (under the same lock), handing `outcome` to whoever
+    /// waited (nil: they take the mutex in turn).
+    private func releaseMutex(sharing outcome: Outcome?, _ update: (inout State) -> Void) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Outcome?, Never>] in
+            s.running = false
+            s.status.running = false
+            update(&s)
+            defer { s.waiters = [] }
+            return s.waiters
         }
-        return try await body()
+        for waiter in waiters { waiter.resume(returning: outcome) }
     }
 
     /// Runs one cycle unless one is running (`nil`): the CLI's "already running".

@@ -113,7 +113,7 @@ public final class Node: Sendable {
                     retryCap: configuration.syncRetryCap, logger: logger
                 ) { type, lastSyncedPush in
                     // Trilium's sync status messages: sync-pull-in-progress, sync-push-in-progress, …
-                    messages.broadcast(#"{"type":"\#(type)","lastSyncedPush":\#(lastSyncedPush.rawValue)}"#)
+                    messages.broadcastSyncStatus(type, lastSyncedPush: lastSyncedPush)
                 }
             }
         } catch {

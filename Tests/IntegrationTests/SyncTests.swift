@@ -231,23 +231,17 @@ func peer(_ hub: RunningNode, fullHistory: Bool = false) -> SyncPeer {
     }
 
     @Test func twoTriggersAtOnceRunOneCycle() async throws {
-        try await withTemporaryDirectory { dir in
-            try await withNode(dataDirectory: dir + "/hub") { hub in
-                _ = try await hub.node.store.applier.applyRemote(
-                    SampleEvents(seed: 54).records(3000), from: .recordInstance)
-                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
-                    let engine = spoke.node.syncEngine!
-                    async let first = engine.syncOnce()
-                    try await waitUntil(.seconds(10)) { engine.status.running }
-                    // While a cycle runs: the CLI's try is refused, a second trigger joins it.
-                    #expect(await engine.trySyncOnce() == nil)
-                    async let second = engine.syncOnce()
-                    let (a, b) = await (first, second)
-                    #expect(a.succeeded && b.succeeded)
-                    #expect(a.pulled == 3000 && b.pulled == 3000)
-                    #expect(engine.status.cycles == 1)
-                }
-            }
+        try await withHubAndSpoke(hubChanges: 3000, seed: 54) { hub, spoke in
+            let engine = spoke.node.syncEngine!
+            async let first = engine.syncOnce()
+            try await waitUntil(.seconds(10)) { engine.status.running }
+            // While a cycle runs: the CLI's try is refused, a second trigger joins it.
+            #expect(await engine.trySyncOnce() == nil)
+            async let second = engine.syncOnce()
+            let (a, b) = await (first, second)
+            #expect(a.succeeded && b.succeeded)
+            #expect(a.pulled == 3000 && b.pulled == 3000)
+            #expect(engine.status.cycles == 1)
         }
     }
 
@@ -456,58 +450,61 @@ extension NodeSyncTests {
     }
 
     @Test func exclusiveWorkWaitsForTheRunningCycleAndCyclesWaitForIt() async throws {
-        try await withTemporaryDirectory { dir in
-            try await withNode(dataDirectory: dir + "/hub") { hub in
-                _ = try await hub.node.store.applier.applyRemote(
-                    SampleEvents(seed: 56).records(3000), from: .recordInstance)
-                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
-                    let engine = spoke.node.syncEngine!
-                    async let cycle = engine.syncOnce()
-                    try await waitUntil(.seconds(30)) { engine.status.running }
-                    // Taken only once the cycle has ended.
-                    let seen = try await engine.exclusively { (engine.status.cycles, engine.status.running) }
-                    #expect(seen.0 == 1 && !seen.1, "\(seen)")
-                    #expect(await cycle.succeeded)
-                    // A cycle triggered while it is held starts once it is released.
-                    let released = Mutex(false)
-                    async let held: Void = engine.exclusively {
-                        try await Task.sleep(for: .milliseconds(500))
-                        released.withLock { $0 = true }
-                    }
-                    try await Task.sleep(for: .milliseconds(100))
-                    #expect(await engine.trySyncOnce() == nil)
-                    let second = await engine.syncOnce()
-                    #expect(released.withLock { $0 }, "the cycle ran while the mutex was held")
-                    #expect(second.succeeded)
-                    try await held
-                }
+        try await withHubAndSpoke(hubChanges: 3000, seed: 56) { hub, spoke in
+            let engine = spoke.node.syncEngine!
+            async let cycle = engine.syncOnce()
+            try await waitUntil(.seconds(30)) { engine.status.running }
+            // Taken only once the cycle has ended.
+            let seen = try await engine.exclusively { (engine.status.cycles, engine.status.running) }
+            #expect(seen.0 == 1 && !seen.1, "\(seen)")
+            #expect(await cycle.succeeded)
+            // A cycle triggered while it is held starts once it is released.
+            let released = Mutex(false)
+            async let held: Void = engine.exclusively {
+                try await Task.sleep(for: .milliseconds(500))
+                released.withLock { $0 = true }
             }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(await engine.trySyncOnce() == nil)
+            let second = await engine.syncOnce()
+            #expect(released.withLock { $0 }, "the cycle ran while the mutex was held")
+            #expect(second.succeeded)
+            try await held
         }
     }
 
     @Test func syncNowRunsACycleOrJoinsTheOneRunning() async throws {
-        try await withTemporaryDirectory { dir in
-            try await withNode(dataDirectory: dir + "/hub") { hub in
-                _ = try await hub.node.store.applier.applyRemote(
-                    SampleEvents(seed: 55).records(3000), from: .recordInstance)
-                // Without a peer: Trilium's answer.
-                let alone = try await hub.request(.POST, "/api/sync/now", headers: [hub.bearer])
-                #expect(alone.status == 200)
-                #expect(try JSONParser.parseObject(alone.body)["errorCode"] == .string("NOT_CONFIGURED"))
-                try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
-                    #expect(try await spoke.request(.POST, "/api/sync/now").status == 401)
-                    // A whole cycle per request, on a machine that may be busy.
-                    let timeout = Duration.seconds(150)
-                    async let first = spoke.request(.POST, "/api/sync/now", headers: [spoke.bearer], timeout: timeout)
-                    try await waitUntil(.seconds(30)) { spoke.node.syncEngine!.status.running }
-                    async let second = spoke.request(.POST, "/api/sync/now", headers: [spoke.bearer], timeout: timeout)
-                    for answer in try await [first, second] {
-                        let object = try JSONParser.parseObject(answer.body)
-                        #expect(object["success"] == .bool(true), "\(answer.text)")
-                        #expect(object["pulled"] == .number(3000))
-                    }
-                    #expect(spoke.node.syncEngine!.status.cycles == 1)
-                }
+        try await withHubAndSpoke(hubChanges: 3000, seed: 55) { hub, spoke in
+            // Without a peer: Trilium's answer.
+            let alone = try await hub.request(.POST, "/api/sync/now", headers: [hub.bearer])
+            #expect(alone.status == 200)
+            #expect(try JSONParser.parseObject(alone.body)["errorCode"] == .string("NOT_CONFIGURED"))
+            #expect(try await spoke.request(.POST, "/api/sync/now").status == 401)
+            // A whole cycle per request, on a machine that may be busy.
+            let timeout = Duration.seconds(150)
+            async let first = spoke.request(.POST, "/api/sync/now", headers: [spoke.bearer], timeout: timeout)
+            try await waitUntil(.seconds(30)) { spoke.node.syncEngine!.status.running }
+            async let second = spoke.request(.POST, "/api/sync/now", headers: [spoke.bearer], timeout: timeout)
+            for answer in try await [first, second] {
+                let object = try JSONParser.parseObject(answer.body)
+                #expect(object["success"] == .bool(true), "\(answer.text)")
+                #expect(object["pulled"] == .number(3000))
+            }
+            #expect(spoke.node.syncEngine!.status.cycles == 1)
+        }
+    }
+}
+
+/// A hub holding `hubChanges` sample changes (`seed`) and a spoke that syncs to it on demand.
+func withHubAndSpoke(hubChanges: Int, seed: UInt64, _ body: (RunningNode, RunningNode) async throws -> Void)
+    async throws
+{
+    try await withTemporaryDirectory { dir in
+        try await withNode(dataDirectory: dir + "/hub") { hub in
+            _ = try await hub.node.store.applier.applyRemote(
+                SampleEvents(seed: seed).records(hubChanges), from: .recordInstance)
+            try await withNode(dataDirectory: dir + "/spoke", syncPeer: peer(hub)) { spoke in
+                try await body(hub, spoke)
             }
         }
     }
