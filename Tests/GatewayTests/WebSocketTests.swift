@@ -258,6 +258,9 @@ func webSocketStatus(_ node: RunningNode) async throws -> JSONObject? {
                     port: node.port, token: node.apiToken, receiveBuffer: 256 << 10)
                 defer { stalled.close() }
                 func openSockets() async throws -> Int? { try await webSocketStatus(node)?["open"]?.intValue }
+                // The upgrade completes before the server registers the socket: on a busy machine
+                // the count could be read in between (a CI run saw 0).
+                try await waitForSockets(node, 1)
                 #expect(try await openSockets() == 1)
                 try await postMoreThanAStalledSocketHolds(node)
                 let deadline = ContinuousClock.now + .seconds(30)
