@@ -178,8 +178,11 @@ struct ResponseHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
                 "the server's disk is full; nothing was written, retry once space is freed"
             ).response(from: request, context: context)
         } catch {
-            logger.error(
-                "request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])
+            // The operator needs to know what failed: the storage errors' messages name the
+            // record, entity or file and hold no request data. Other errors are logged by type
+            // alone, since their text may quote what a client sent.
+            let described = error is EventLogError || error is ProjectionError ? "\(error)" : "\(type(of: error))"
+            logger.error("request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(described)"])
             response = try GatewayError(.internalServerError, "internal error").response(
                 from: request, context: context)
         }

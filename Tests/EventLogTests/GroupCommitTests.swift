@@ -113,7 +113,9 @@ import TributaryTesting
     /// appends then, or it would skip them all.
     @Test func aGroupRetriedAfterTheMapGrowsAppendsEverything() async throws {
         try await withTemporaryDirectory { dir in
-            let log = try openLog(dir) { $0.initialMapSize = 1 << 20 }
+            let log = try openLog(dir) {
+                $0.initialMapSize = 1 << 20; $0.indexIdleDelay = .seconds(3600)
+            }
             defer { log.close() }
             let records = SampleEvents(seed: 13).records(3000)  // ~2.5 MB: the 1 MB map fills
             let runs = Mutex(0)
