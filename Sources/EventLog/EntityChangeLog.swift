@@ -381,23 +381,49 @@ public final class EntityChangeLog: Sendable {
 
     /// Visits the latest change of every entity (of `name`, or all), in no particular order.
     public func forEachCurrent(of name: EntityName? = nil, _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
+        try forEachCurrent(prefix: name.map { [$0.code] } ?? [], body)
+    }
+
+    /// Visits the latest change of every entity of `name` whose entityId starts with `idPrefix`
+    /// (ASCII, as every entityId is), in no particular order: one sector of the content-hash check,
+    /// read as one key range.
+    public func forEachCurrent(
+        of name: EntityName, idPrefix: String, _ body: (EntityKey, CurrentEntry) throws -> Void
+    ) throws {
+        try forEachCurrent(prefix: [name.code] + Array(idPrefix.utf8), body)
+    }
+
+    /// The entries whose `current` key (name code, then entityId) starts with `prefix`.
+    private func forEachCurrent(prefix: [UInt8], _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
         if let error = overlayError.withLock({ $0 }) { throw error }
         makeRoomBeforeALongRead()
         // The overlay snapshot is taken before the transaction (see `current(_:)`).
-        let pending = overlay.withLock { $0.allCurrent }
+        let pending = overlay.withLock { $0.currentEntries(withKeyPrefix: prefix) }
         try read { txn in
-            let start = name.map { [$0.code] } ?? []
-            try start.withUnsafeBytes { prefix in
-                try txn.scan(currentDB, from: name == nil ? nil : prefix) { key, value in
+            try prefix.withUnsafeBytes { start in
+                try txn.scan(currentDB, from: prefix.isEmpty ? nil : start) { key, value in
+                    guard key.starts(with: start) else { return false }
                     let entityKey = try IndexCoding.storedEntityKey(key)
-                    if let name, entityKey.name != name { return false }
                     guard pending[entityKey] == nil else { return true }
                     try body(entityKey, try IndexCoding.storedCurrent(value, of: entityKey))
                     return true
                 }
             }
         }
-        for (key, entry) in pending where name == nil || key.name == name { try body(key, entry) }
+        for (key, entry) in pending { try body(key, entry) }
+    }
+
+    /// The entity of every change after `after`, up to `through`, in id order (an entity changed
+    /// twice is listed twice).
+    public func changedKeys(after: EntityChangeID, through: EntityChangeID) throws -> [EntityKey] {
+        guard through > after else { return [] }
+        var keys: [EntityKey] = []
+        try forEachRecord(after: after) { view in
+            guard view.id <= through else { return false }
+            keys.append(view.key)
+            return view.id < through
+        }
+        return keys
     }
 
     /// Entities by name: how many are live and how many erased.

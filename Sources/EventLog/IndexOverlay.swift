@@ -45,6 +45,22 @@ struct IndexOverlay {
         return current.merging(recent.current) { _, new in new }
     }
 
+    /// The latest unindexed entries whose `current` key (name code, then entityId) starts with
+    /// `prefix`; all of them for an empty prefix.
+    func currentEntries(withKeyPrefix prefix: [UInt8]) -> [EntityKey: CurrentEntry] {
+        guard !prefix.isEmpty else { return allCurrent }
+        let idPrefix = prefix.dropFirst()
+        func matches(_ key: EntityKey) -> Bool {
+            key.name.code == prefix[0] && key.id.utf8.starts(with: idPrefix)
+        }
+        var result: [EntityKey: CurrentEntry] = [:]
+        for (key, entry) in current where matches(key) { result[key] = entry }
+        if let recent {
+            for (key, entry) in recent.current where matches(key) { result[key] = entry }
+        }
+        return result
+    }
+
     /// Moves the last commit's entries into the maps; returns how many changes it held.
     mutating func foldRecent() -> Int {
         guard let r = recent else { return 0 }

@@ -39,12 +39,13 @@ public struct Gateway: Sendable {
         rebuildViews: (@Sendable ([String]) async throws -> Void)? = nil,
         status: StatusBroadcaster = StatusBroadcaster(),
         verify: (@Sendable () async throws -> (isSound: Bool, text: String))? = nil,
+        digests: SectorDigests = SectorDigests(),
         logger: Logger
     ) {
         self.verify = verify
         self.configuration = configuration
         self.log = log
-        server = SyncServer(log: log, applier: applier)
+        server = SyncServer(log: log, applier: applier, digests: digests)
         self.projections = projections
         self.metricsText = metricsText
         self.peers = peers

@@ -67,13 +67,13 @@ public final class SyncEngine: Service, Sendable {
 
     public init(
         peer: SyncPeer, log: EntityChangeLog, applier: ChangeApplier, interval: Duration = .seconds(60),
-        retryCap: Duration = .seconds(60), logger: Logger,
+        retryCap: Duration = .seconds(60), digests: SectorDigests = SectorDigests(), logger: Logger,
         onStatus: @escaping @Sendable (String, EntityChangeID) -> Void = { _, _ in }
     ) throws {
         self.peer = peer
         self.log = log
         self.applier = applier
-        server = SyncServer(log: log, applier: applier)
+        server = SyncServer(log: log, applier: applier, digests: digests)
         self.interval = interval
         self.retryCap = retryCap
         self.logger = logger

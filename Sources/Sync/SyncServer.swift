@@ -8,11 +8,14 @@ public import TributaryCore
 public struct SyncServer: Sendable {
     public let log: EntityChangeLog
     public let applier: ChangeApplier
+    /// Kept between checks; one per node, shared by its gateway and its sync engine.
+    public let digests: SectorDigests
     let logger = Logger(label: "tributary.sync")
 
-    public init(log: EntityChangeLog, applier: ChangeApplier) {
+    public init(log: EntityChangeLog, applier: ChangeApplier, digests: SectorDigests = SectorDigests()) {
         self.log = log
         self.applier = applier
+        self.digests = digests
     }
 
     /// One page of `GET /api/sync/changed`.
@@ -76,50 +79,19 @@ public struct SyncServer: Sendable {
     /// trilium-protocol.md §2.4). Counted here, each one would make its sector differ from a
     /// Trilium peer's at every check, and re-queueing it would never help. The log keeps them.
     ///
-    /// It reads every entity (seconds at a million), so it runs off the cooperative pool.
+    /// The first check reads every entity (seconds at a million), later ones the sectors changed
+    /// since (`SectorDigests`); it runs off the cooperative pool.
     public func entityHashes() async throws -> [EntityName: [String: String]] {
-        try await offloaded { [self] in try computeEntityHashes() }
-    }
-
-    private func computeEntityHashes() throws -> [EntityName: [String: String]] {
-        let started = ContinuousClock.now
-        defer {
-            // As Trilium logs "Content hash computation took N ms": it runs on both sides of every
-            // cycle and reads every entity.
-            logger.debug("content hashes computed", metadata: ["sync.check.duration": "\(started.duration(to: .now))"])
-        }
-        var sectors: [EntityName: [Character: [(id: String, hash: String, isErased: Bool)]]] = [:]
-        var liveBlobs: [(sector: Character, id: String, hash: String)] = []
-        try log.forEachCurrent { key, entry in
-            guard entry.isSynced, key.name != .noteReordering, let sector = key.id.first else { return }
-            if key.name == .blobs && !entry.isErased {
-                liveBlobs.append((sector, key.id, entry.hash))
-                return
+        try await offloaded { [self] in
+            let started = ContinuousClock.now
+            defer {
+                // As Trilium logs "Content hash computation took N ms": it runs on both sides of
+                // every cycle.
+                logger.debug(
+                    "content hashes computed", metadata: ["sync.check.duration": "\(started.duration(to: .now))"])
             }
-            sectors[key.name, default: [:]][sector, default: []].append((key.id, entry.hash, entry.isErased))
+            return try digests.current(log, logger: logger)
         }
-        if !liveBlobs.isEmpty {
-            let referenced = Set(try blobReferrers().map(\.blobId))
-            for blob in liveBlobs where referenced.contains(blob.id) {
-                sectors[.blobs, default: [:]][blob.sector, default: []].append((blob.id, blob.hash, false))
-            }
-        }
-        var digests: [EntityName: [String: String]] = [:]
-        for (name, bySector) in sectors {
-            for (sector, entries) in bySector {
-                // Trilium sorts with JavaScript's string order: UTF-16 code units. Entity ids are
-                // ASCII (every change is validated), where that is byte order, which `<` on Swift
-                // strings gives with a memcmp; comparing UTF-16 views was most of the check's time.
-                let ascii = entries.allSatisfy { $0.id.utf8.allSatisfy { $0 < 0x80 } }
-                let sorted =
-                    ascii
-                    ? entries.sorted { $0.id < $1.id }
-                    : entries.sorted { $0.id.utf16.lexicographicallyPrecedes($1.id.utf16) }
-                digests[name, default: [:]][String(sector)] = ContentHash.sectorDigest(
-                    sorted.map { (hash: $0.hash, isErased: $0.isErased) })
-            }
-        }
-        return digests
     }
 
     /// Re-issues every entity of a sector so it is shipped again: a fresh changeId and **this
@@ -185,8 +157,12 @@ public struct SyncServer: Sendable {
     /// keeps a blob alive in Trilium (a soft-deleted note still holds its blob; an erased one
     /// no longer exists there).
     func blobReferrers() throws -> [(key: EntityKey, id: EntityChangeID, blobId: String)] {
+        try Self.blobReferrers(log)
+    }
+
+    static func blobReferrers(_ log: EntityChangeLog) throws -> [(key: EntityKey, id: EntityChangeID, blobId: String)] {
         var listed: [(key: EntityKey, id: EntityChangeID)] = []
-        for name in [EntityName.notes, .attachments, .revisions] {
+        for name in EntityName.blobReferrers {
             try log.forEachCurrent(of: name) { key, entry in
                 if entry.isSynced, !entry.isErased { listed.append((key, entry.id)) }
             }

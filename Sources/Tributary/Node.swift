@@ -84,6 +84,9 @@ public final class Node: Sendable {
     public let syncEngine: SyncEngine?
     /// Status messages to every WebSocket (sync progress, view rebuilds).
     public let statusMessages = StatusBroadcaster()
+    /// The content-hash check's digests, kept between the checks of the gateway (a peer syncing
+    /// here) and of the sync engine (this node syncing to its peer).
+    public let digests = SectorDigests()
     let logger: Logger
     private let boundPort = Mutex<Int?>(nil)
     private let group = Mutex<ServiceGroup?>(nil)
@@ -102,6 +105,7 @@ public final class Node: Sendable {
             limits: ChangeLimits(maxEntityBytes: configuration.maxEntityBytes), logger: logger)
         self.store = store
         let messages = statusMessages
+        let digests = self.digests
         store.projections?.onRebuild { reason in
             let message: JSONValue = .object(["type": .string("reload-frontend"), "reason": .string(reason)])
             messages.broadcast(String(decoding: message.jsonBytes, as: UTF8.self))
@@ -110,7 +114,7 @@ public final class Node: Sendable {
             syncEngine = try configuration.syncPeer.map {
                 try SyncEngine(
                     peer: $0, log: store.log, applier: store.applier, interval: configuration.syncInterval,
-                    retryCap: configuration.syncRetryCap, logger: logger
+                    retryCap: configuration.syncRetryCap, digests: digests, logger: logger
                 ) { type, lastSyncedPush in
                     // Trilium's sync status messages: sync-pull-in-progress, sync-push-in-progress, …
                     messages.broadcastSyncStatus(type, lastSyncedPush: lastSyncedPush)
@@ -163,6 +167,7 @@ public final class Node: Sendable {
                 let outcome = try await VerifyOutcome(store: store, from: 0)
                 return (outcome.isSound, outcome.text)
             },
+            digests: digests,
             logger: logger)
         let application = gateway.makeApplication { port in
             self.boundPort.withLock { $0 = port }

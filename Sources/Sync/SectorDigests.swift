@@ -1,0 +1,197 @@
+import EventLog
+import Logging
+import Synchronization
+import TributaryCore
+
+/// The content-hash check's digests (`GET /api/sync/check`), kept between checks and brought up
+/// to date from the changes made since, so a check reads the sectors those changes touched
+/// instead of every entity (docs/decisions/0016).
+///
+/// Both sides of every sync cycle run the check, and the whole computation reads every entity's
+/// latest change — and, because unreferenced blobs are left out, the row of every note,
+/// attachment and revision: seconds at a million entities. One instance serves a node (its
+/// gateway and its sync engine share it).
+public final class SectorDigests: Sendable {
+    struct State {
+        /// Everything up to this id is in `digests` (later changes may be too; they are read
+        /// again at the next update, which changes nothing for them).
+        var asOf: EntityChangeID
+        var digests: [EntityName: [String: String]]
+        /// The blob each synced, live note, attachment and revision points at.
+        var blobOf: [EntityKey: String]
+        /// How many of those point at each blob: a live blob is counted only while this is > 0.
+        var references: [String: Int]
+    }
+
+    /// Held while a check computes, so concurrent checks wait for one computation.
+    private let state = Mutex<State?>(nil)
+    private let wholeCount = Atomic(0)
+    /// How many checks computed everything (tests: the others updated the kept digests).
+    package var wholeComputations: Int { wholeCount.load(ordering: .relaxed) }
+    /// Past this many changes since the last check, everything is computed again.
+    let maxIncrementalChanges: Int
+
+    public init(maxIncrementalChanges: Int = 100_000) {
+        self.maxIncrementalChanges = maxIncrementalChanges
+    }
+
+    /// The digests as of now: from the last check's, updated, or computed whole the first time
+    /// (or after many changes).
+    func current(_ log: EntityChangeLog, logger: Logger) throws -> [EntityName: [String: String]] {
+        try state.withLock { state in
+            // The head is read before anything else: the state then holds at least this much.
+            let head = log.head
+            if let old = state, head >= old.asOf,
+                let updated = try update(old, to: head, log: log)
+            {
+                state = updated
+                logger.debug(
+                    "content hashes updated",
+                    metadata: ["sync.check.changes": "\(head.rawValue - old.asOf.rawValue)"])
+                return updated.digests
+            }
+            state = nil
+            let computed = try Self.compute(log, asOf: head)
+            state = computed
+            wholeCount.add(1, ordering: .relaxed)
+            logger.debug("content hashes computed whole", metadata: ["sync.check.head": "\(head)"])
+            return computed.digests
+        }
+    }
+
+    /// Forgets the digests (the next check computes them whole).
+    public func reset() { state.withLock { $0 = nil } }
+
+    // MARK: - Computing
+
+    /// Every sector's digest, and the blob references, from every entity's latest change.
+    static func compute(_ log: EntityChangeLog, asOf: EntityChangeID) throws -> State {
+        var sectors: [EntityName: [Character: [Member]]] = [:]
+        var liveBlobs: [(sector: Character, member: Member)] = []
+        try log.forEachCurrent { key, entry in
+            guard let sector = sectorOf(key) else { return }
+            guard entry.isSynced else { return }
+            let member = Member(id: key.id, hash: entry.hash, isErased: entry.isErased)
+            if key.name == .blobs && !entry.isErased {
+                liveBlobs.append((sector, member))
+            } else {
+                sectors[key.name, default: [:]][sector, default: []].append(member)
+            }
+        }
+        var blobOf: [EntityKey: String] = [:]
+        var references: [String: Int] = [:]
+        for referrer in try SyncServer.blobReferrers(log) {
+            blobOf[referrer.key] = referrer.blobId
+            references[referrer.blobId, default: 0] += 1
+        }
+        for blob in liveBlobs where references[blob.member.id] != nil {
+            sectors[.blobs, default: [:]][blob.sector, default: []].append(blob.member)
+        }
+        var digests: [EntityName: [String: String]] = [:]
+        for (name, bySector) in sectors {
+            for (sector, members) in bySector {
+                digests[name, default: [:]][String(sector)] = digest(members)
+            }
+        }
+        return State(asOf: asOf, digests: digests, blobOf: blobOf, references: references)
+    }
+
+    /// `old` brought to `head`: the sectors of every change since, and of every blob whose
+    /// references came or went, read again. nil: too many changes, compute everything.
+    private func update(_ old: State, to head: EntityChangeID, log: EntityChangeLog) throws -> State? {
+        guard head > old.asOf else { return old }
+        guard head.rawValue - old.asOf.rawValue <= UInt64(maxIncrementalChanges) else { return nil }
+        var new = old
+        new.asOf = head
+        var dirty: [EntityName: Set<Character>] = [:]
+        var referrersSeen: Set<EntityKey> = []
+        for key in try log.changedKeys(after: old.asOf, through: head) {
+            guard let sector = Self.sectorOf(key) else { continue }
+            dirty[key.name, default: []].insert(sector)
+            if EntityName.blobReferrers.contains(key.name), referrersSeen.insert(key).inserted {
+                try Self.refreshReferrer(key, in: &new, log: log) { blobId in
+                    if let first = blobId.first { dirty[.blobs, default: []].insert(first) }
+                }
+            }
+        }
+        for (name, sectors) in dirty {
+            for sector in sectors {
+                let digest = try Self.sectorDigest(name, sector, references: new.references, log: log)
+                new.digests[name, default: [:]][String(sector)] = digest
+                if new.digests[name]?.isEmpty == true { new.digests[name] = nil }
+            }
+        }
+        return new
+    }
+
+    /// Brings the blob reference of one note, attachment or revision to its latest change;
+    /// `changed` is told each blob that gained its first reference or lost its last.
+    private static func refreshReferrer(
+        _ key: EntityKey, in state: inout State, log: EntityChangeLog, changed: (String) -> Void
+    ) throws {
+        var blobId: String?
+        if let entry = try log.current(key), entry.isSynced, !entry.isErased,
+            let row = try log.rows(at: [entry.id]).first ?? nil, case .string(let id)? = row.value(forKey: "blobId")
+        {
+            blobId = id
+        }
+        let previous = state.blobOf[key]
+        guard previous != blobId else { return }
+        state.blobOf[key] = blobId
+        if let previous {
+            let left = (state.references[previous] ?? 0) - 1
+            state.references[previous] = left > 0 ? left : nil
+            if left == 0 { changed(previous) }
+        }
+        if let blobId {
+            let count = (state.references[blobId] ?? 0) + 1
+            state.references[blobId] = count
+            if count == 1 { changed(blobId) }
+        }
+    }
+
+    /// One sector's digest read again; nil when it has no members.
+    private static func sectorDigest(
+        _ name: EntityName, _ sector: Character, references: [String: Int], log: EntityChangeLog
+    ) throws -> String? {
+        var members: [Member] = []
+        try log.forEachCurrent(of: name, idPrefix: String(sector)) { key, entry in
+            guard entry.isSynced else { return }
+            if name == .blobs && !entry.isErased && references[key.id] == nil { return }
+            members.append(Member(id: key.id, hash: entry.hash, isErased: entry.isErased))
+        }
+        return members.isEmpty ? nil : digest(members)
+    }
+
+    // MARK: - One sector
+
+    struct Member {
+        var id: String
+        var hash: String
+        var isErased: Bool
+    }
+
+    /// The check's sector of an entity: the first character of its entityId; nil for what the
+    /// check leaves out (note_reordering).
+    static func sectorOf(_ key: EntityKey) -> Character? {
+        key.name == .noteReordering ? nil : key.id.first
+    }
+
+    /// Trilium's digest of a sector's members, in entityId order.
+    static func digest(_ members: [Member]) -> String {
+        // Trilium sorts with JavaScript's string order: UTF-16 code units. Entity ids are ASCII
+        // (every change is validated), where that is byte order, which `<` on Swift strings gives
+        // with a memcmp; comparing UTF-16 views was most of the check's time.
+        let ascii = members.allSatisfy { $0.id.utf8.allSatisfy { $0 < 0x80 } }
+        let sorted =
+            ascii
+            ? members.sorted { $0.id < $1.id }
+            : members.sorted { $0.id.utf16.lexicographicallyPrecedes($1.id.utf16) }
+        return ContentHash.sectorDigest(sorted.map { (hash: $0.hash, isErased: $0.isErased) })
+    }
+}
+
+extension EntityName {
+    /// What keeps a blob alive in Trilium: the entities whose rows point at one (`blobId`).
+    static let blobReferrers: Set<EntityName> = [.notes, .attachments, .revisions]
+}
