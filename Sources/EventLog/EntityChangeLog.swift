@@ -381,32 +381,37 @@ public final class EntityChangeLog: Sendable {
 
     /// Visits the latest change of every entity (of `name`, or all), in no particular order.
     public func forEachCurrent(of name: EntityName? = nil, _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
-        try forEachCurrent(prefix: name.map { [$0.code] } ?? [], body)
+        try forEachCurrent(prefixes: [name.map { [$0.code] } ?? []], body)
     }
 
-    /// Visits the latest change of every entity of `name` whose entityId starts with `idPrefix`
-    /// (ASCII, as every entityId is), in no particular order: one sector of the content-hash check,
-    /// read as one key range.
+    /// Visits the latest change of every entity of the given names whose entityId starts with one
+    /// of the given bytes, in no particular order: sectors of the content-hash check, each read as
+    /// one key range, with one pass over the unindexed entries for all of them.
     public func forEachCurrent(
-        of name: EntityName, idPrefix: String, _ body: (EntityKey, CurrentEntry) throws -> Void
+        idFirstBytes: [EntityName: Set<UInt8>], _ body: (EntityKey, CurrentEntry) throws -> Void
     ) throws {
-        try forEachCurrent(prefix: [name.code] + Array(idPrefix.utf8), body)
+        let prefixes = idFirstBytes.flatMap { name, bytes in bytes.sorted().map { [name.code, $0] } }
+        guard !prefixes.isEmpty else { return }
+        try forEachCurrent(prefixes: prefixes, body)
     }
 
-    /// The entries whose `current` key (name code, then entityId) starts with `prefix`.
-    private func forEachCurrent(prefix: [UInt8], _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
+    /// The entries whose `current` key (name code, then entityId) starts with one of `prefixes`
+    /// (none of them a prefix of another; one empty prefix: every entry).
+    private func forEachCurrent(prefixes: [[UInt8]], _ body: (EntityKey, CurrentEntry) throws -> Void) throws {
         if let error = overlayError.withLock({ $0 }) { throw error }
         makeRoomBeforeALongRead()
         // The overlay snapshot is taken before the transaction (see `current(_:)`).
-        let pending = overlay.withLock { $0.currentEntries(withKeyPrefix: prefix) }
+        let pending = overlay.withLock { $0.currentEntries(withKeyPrefixes: prefixes) }
         try read { txn in
-            try prefix.withUnsafeBytes { start in
-                try txn.scan(currentDB, from: prefix.isEmpty ? nil : start) { key, value in
-                    guard key.starts(with: start) else { return false }
-                    let entityKey = try IndexCoding.storedEntityKey(key)
-                    guard pending[entityKey] == nil else { return true }
-                    try body(entityKey, try IndexCoding.storedCurrent(value, of: entityKey))
-                    return true
+            for prefix in prefixes {
+                try prefix.withUnsafeBytes { start in
+                    try txn.scan(currentDB, from: prefix.isEmpty ? nil : start) { key, value in
+                        guard key.starts(with: start) else { return false }
+                        let entityKey = try IndexCoding.storedEntityKey(key)
+                        guard pending[entityKey] == nil else { return true }
+                        try body(entityKey, try IndexCoding.storedCurrent(value, of: entityKey))
+                        return true
+                    }
                 }
             }
         }

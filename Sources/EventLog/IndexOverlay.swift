@@ -46,12 +46,24 @@ struct IndexOverlay {
     }
 
     /// The latest unindexed entries whose `current` key (name code, then entityId) starts with
-    /// `prefix`; all of them for an empty prefix.
-    func currentEntries(withKeyPrefix prefix: [UInt8]) -> [EntityKey: CurrentEntry] {
-        guard !prefix.isEmpty else { return allCurrent }
-        let idPrefix = prefix.dropFirst()
+    /// one of `prefixes`; all of them if one prefix is empty. One pass, whatever their number.
+    func currentEntries(withKeyPrefixes prefixes: [[UInt8]]) -> [EntityKey: CurrentEntry] {
+        if prefixes.contains(where: \.isEmpty) { return allCurrent }
+        // Looked up by name code and the entityId's first byte, then the rest compared.
+        var wholeNames: Set<UInt8> = []
+        var byStart: [UInt16: [ArraySlice<UInt8>]] = [:]
+        for prefix in prefixes {
+            if prefix.count == 1 {
+                wholeNames.insert(prefix[0])
+            } else {
+                byStart[UInt16(prefix[0]) << 8 | UInt16(prefix[1]), default: []].append(prefix.dropFirst(2))
+            }
+        }
         func matches(_ key: EntityKey) -> Bool {
-            key.name.code == prefix[0] && key.id.utf8.starts(with: idPrefix)
+            if wholeNames.contains(key.name.code) { return true }
+            guard let first = key.id.utf8.first, let rests = byStart[UInt16(key.name.code) << 8 | UInt16(first)]
+            else { return false }
+            return rests.contains { key.id.utf8.dropFirst().starts(with: $0) }
         }
         var result: [EntityKey: CurrentEntry] = [:]
         for (key, entry) in current where matches(key) { result[key] = entry }

@@ -114,12 +114,11 @@ public final class SectorDigests: Sendable {
                 }
             }
         }
-        for (name, sectors) in dirty {
-            for sector in sectors {
-                let digest = try Self.sectorDigest(name, sector, references: new.references, log: log)
-                new.digests[name, default: [:]][String(sector)] = digest
-                if new.digests[name]?.isEmpty == true { new.digests[name] = nil }
+        for (name, sectors) in try Self.members(of: dirty, references: new.references, log: log) {
+            for (sector, members) in sectors {
+                new.digests[name, default: [:]][String(sector)] = members.isEmpty ? nil : Self.digest(members)
             }
+            if new.digests[name]?.isEmpty == true { new.digests[name] = nil }
         }
         return new
     }
@@ -150,17 +149,26 @@ public final class SectorDigests: Sendable {
         }
     }
 
-    /// One sector's digest read again; nil when it has no members.
-    private static func sectorDigest(
-        _ name: EntityName, _ sector: Character, references: [String: Int], log: EntityChangeLog
-    ) throws -> String? {
-        var members: [Member] = []
-        try log.forEachCurrent(of: name, idPrefix: String(sector)) { key, entry in
-            guard entry.isSynced else { return }
-            if name == .blobs && !entry.isErased && references[key.id] == nil { return }
-            members.append(Member(id: key.id, hash: entry.hash, isErased: entry.isErased))
+    /// The members of the given sectors read again (an empty list: the sector has none now).
+    private static func members(
+        of sectors: [EntityName: Set<Character>], references: [String: Int], log: EntityChangeLog
+    ) throws -> [EntityName: [Character: [Member]]] {
+        var result: [EntityName: [Character: [Member]]] = [:]
+        var firstBytes: [EntityName: Set<UInt8>] = [:]
+        for (name, chars) in sectors {
+            for char in chars {
+                result[name, default: [:]][char] = []
+                // Entity ids are ASCII (validated), so a sector is one first byte.
+                if let byte = char.asciiValue { firstBytes[name, default: []].insert(byte) }
+            }
         }
-        return members.isEmpty ? nil : digest(members)
+        try log.forEachCurrent(idFirstBytes: firstBytes) { key, entry in
+            guard entry.isSynced, let sector = key.id.first else { return }
+            if key.name == .blobs && !entry.isErased && references[key.id] == nil { return }
+            result[key.name, default: [:]][sector, default: []].append(
+                Member(id: key.id, hash: entry.hash, isErased: entry.isErased))
+        }
+        return result
     }
 
     // MARK: - One sector
