@@ -41,16 +41,19 @@ public final class SectorDigests: Sendable {
         try state.withLock { state in
             // The head is read before anything else: the state then holds at least this much.
             let head = log.head
-            if let old = state, head >= old.asOf,
-                let updated = try update(old, to: head, log: log)
-            {
-                state = updated
-                logger.debug(
-                    "content hashes updated",
-                    metadata: ["sync.check.changes": "\(head.rawValue - old.asOf.rawValue)"])
-                return updated.digests
-            }
+            // Taken out, so the update changes the only copy of its maps in place (a second
+            // reference would make it copy the blob references, most of the cost at 1M).
+            let kept = state
             state = nil
+            if var kept, head >= kept.asOf {
+                let since = kept.asOf
+                if try update(&kept, to: head, log: log) {
+                    state = kept
+                    logger.debug(
+                        "content hashes updated", metadata: ["sync.check.changes": "\(head.rawValue - since.rawValue)"])
+                    return kept.digests
+                }
+            }
             let computed = try Self.compute(log, asOf: head)
             state = computed
             wholeCount.add(1, ordering: .relaxed)
@@ -96,16 +99,16 @@ public final class SectorDigests: Sendable {
         return State(asOf: asOf, digests: digests, blobOf: blobOf, references: references)
     }
 
-    /// `old` brought to `head`: the sectors of every change since, and of every blob whose
-    /// references came or went, read again. nil: too many changes, compute everything.
-    private func update(_ old: State, to head: EntityChangeID, log: EntityChangeLog) throws -> State? {
-        guard head > old.asOf else { return old }
-        guard head.rawValue - old.asOf.rawValue <= UInt64(maxIncrementalChanges) else { return nil }
-        var new = old
+    /// Brings `new` to `head`: the sectors of every change since, and of every blob whose
+    /// references came or went, read again. False: too many changes, compute everything.
+    private func update(_ new: inout State, to head: EntityChangeID, log: EntityChangeLog) throws -> Bool {
+        guard head > new.asOf else { return true }
+        guard head.rawValue - new.asOf.rawValue <= UInt64(maxIncrementalChanges) else { return false }
+        let since = new.asOf
         new.asOf = head
         var dirty: [EntityName: Set<Character>] = [:]
         var referrersSeen: Set<EntityKey> = []
-        for key in try log.changedKeys(after: old.asOf, through: head) {
+        for key in try log.changedKeys(after: since, through: head) {
             guard let sector = Self.sectorOf(key) else { continue }
             dirty[key.name, default: []].insert(sector)
             if EntityName.blobReferrers.contains(key.name), referrersSeen.insert(key).inserted {
@@ -120,7 +123,7 @@ public final class SectorDigests: Sendable {
             }
             if new.digests[name]?.isEmpty == true { new.digests[name] = nil }
         }
-        return new
+        return true
     }
 
     /// Brings the blob reference of one note, attachment or revision to its latest change;
