@@ -146,20 +146,28 @@ struct Database: Sendable {
 /// Shared for transactions, exclusive for map resizes and close. Writers are preferred so a
 /// stream of short reads cannot starve a resize.
 final class ReadersWriterGate: @unchecked Sendable {
-    private var lock = pthread_rwlock_t()
+    // Allocated, not a stored property passed as `&lock`: Swift promises no stable address for
+    // that, and a pthread lock must never move.
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
     init() {
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
         var attributes = pthread_rwlockattr_t()
         pthread_rwlockattr_init(&attributes)
         pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
-        pthread_rwlock_init(&lock, &attributes)
+        pthread_rwlock_init(lock, &attributes)
         pthread_rwlockattr_destroy(&attributes)
     }
 
-    deinit { pthread_rwlock_destroy(&lock) }
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deinitialize(count: 1)
+        lock.deallocate()
+    }
 
-    func lockShared() { pthread_rwlock_rdlock(&lock) }
-    func unlockShared() { pthread_rwlock_unlock(&lock) }
-    func lockExclusive() { pthread_rwlock_wrlock(&lock) }
-    func unlockExclusive() { pthread_rwlock_unlock(&lock) }
+    func lockShared() { pthread_rwlock_rdlock(lock) }
+    func unlockShared() { pthread_rwlock_unlock(lock) }
+    func lockExclusive() { pthread_rwlock_wrlock(lock) }
+    func unlockExclusive() { pthread_rwlock_unlock(lock) }
 }
