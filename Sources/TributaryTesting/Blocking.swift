@@ -11,3 +11,11 @@ public func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T)
         Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }
+
+/// Sleeps on a thread of its own (see `onOwnThread`): a `Task.sleep` on a busy pool can
+/// oversleep by seconds, which turns a "kill after N ms" into a kill after the work is done.
+public func sleepOnOwnThread(for duration: Duration) async throws {
+    let (seconds, attoseconds) = duration.components
+    let microseconds = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    _ = try await onOwnThread { usleep(UInt32(clamping: microseconds)) }
+}

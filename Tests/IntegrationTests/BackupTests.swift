@@ -243,7 +243,7 @@ extension CrashTests {
                             }
                         }
                     } else {
-                        try await Task.sleep(for: delay)
+                        try await sleepOnOwnThread(for: delay)
                     }
                     try? execution.send(signal: .kill)
                 }

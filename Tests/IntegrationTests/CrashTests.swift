@@ -259,15 +259,15 @@ import TributaryTesting
                     "import", "--data", data, "--no-views", try writeJSONLines(chunk, to: dir + "/r.jsonl"),
                 ])
                 #expect(more.exitCode == 0, "\(more.standardError)")
-                let delayMicroseconds = UInt32(30 + rng.next() % 400) * 1000
+                let delay = Duration.milliseconds(30 + Int(rng.next() % 400))
                 let result = try await Subprocess.run(
                     .path(FilePath(TributaryBinary.path)),
                     arguments: ["project", "--data", data, "--batch-size", "300"],
                     input: .none, output: .discarded, error: .discarded
                 ) { execution in
-                    // Timed on a thread of its own: a Task.sleep on the suite's busy pool can
-                    // oversleep the whole run (a full-suite run once killed only 2 of 8).
-                    _ = try await onOwnThread { usleep(delayMicroseconds) }
+                    // A Task.sleep on the suite's busy pool overslept whole runs: a full-suite
+                    // run once killed only 2 of 8.
+                    try await sleepOnOwnThread(for: delay)
                     try? execution.send(signal: .kill)
                 }
                 if result.terminationStatus != .exited(0) { killed += 1 }
@@ -329,7 +329,7 @@ import TributaryTesting
                     .path(FilePath(TributaryBinary.path)), arguments: ["rebuild", "--data", data],
                     input: .none, output: .discarded, error: .discarded
                 ) { execution in
-                    try await Task.sleep(for: delay)
+                    try await sleepOnOwnThread(for: delay)
                     try? execution.send(signal: .kill)
                 }
                 if result.terminationStatus != .exited(0) { killed += 1 }
