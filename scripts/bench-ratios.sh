@@ -9,25 +9,11 @@
 # to back, alternating which goes first, and prints that round's ratios; the summary gives the
 # median, lowest and highest ratio of the rounds. Every benchmark line is kept in the output.
 #
-# Environment: TRIBUTARY (binary, default .build/release/tributary), REFERENCE_DIR (default
-# ../shared/bench/reference), SCRATCH (data directories, default the current directory).
+# Environment: TRIBUTARY, REFERENCE_DIR, SCRATCH (see scripts/bench-common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-events=${1:?usage: scripts/bench-ratios.sh EVENTS.jsonl [ROUNDS] [--durability none]}
-rounds=${2:-5}
-durability=fsync
-[ "${3:-}" = --durability ] && durability=${4:?--durability needs fsync or none}
-tributary=${TRIBUTARY:-.build/release/tributary}
-reference=${REFERENCE_DIR:-../shared/bench/reference}
-scratch=${SCRATCH:-.}
-[ -x "$tributary" ] || { echo "no $tributary: swift build -c release --product tributary" >&2; exit 1; }
-[ -f "$reference/lmdb_bench.c" ] || { echo "no reference in $reference (set REFERENCE_DIR)" >&2; exit 1; }
-
-work=$(mktemp -d "$scratch/bench-ratios.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cc -O2 -o "$work/lmdb_bench" "$reference/lmdb_bench.c" -llmdb -lpthread
-sync_flag=sync
-[ "$durability" = none ] && sync_flag=nosync
+. scripts/bench-common.sh
+bench_setup bench-ratios 5 "$@"
 
 run_reference() {
   rm -rf "$work/lmdb" && mkdir "$work/lmdb"
@@ -59,9 +45,5 @@ for round in $(seq "$rounds"); do
   echo "$w1 $raw_w1 $w2 $raw_w2" >> "$work/ratios"
 done
 echo "summary over $rounds rounds, durability=$durability, $(wc -l < "$events") events:"
-for column in W1 W2; do
-  awk -v col="$column" '{ print (col == "W1" ? $1 / $2 : $3 / $4) }' "$work/ratios" | sort -g |
-    awk -v col="$column" '{ v[NR] = $1 }
-      END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "  %s ratio to raw LMDB: median %.2fx, lowest %.2fx, highest %.2fx\n", col, m, v[1], v[NR] }'
-done
+awk '{ print $1 / $2 }' "$work/ratios" | ratio_summary "W1 ratio to raw LMDB"
+awk '{ print $3 / $4 }' "$work/ratios" | ratio_summary "W2 ratio to raw LMDB"

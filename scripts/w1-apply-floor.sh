@@ -7,26 +7,12 @@
 #
 #   scripts/w1-apply-floor.sh EVENTS.jsonl [ROUNDS] [--durability none]    (default 3 rounds, fsync)
 #
-# Environment: TRIBUTARY (binary, default .build/release/tributary), REFERENCE_DIR (default
-# ../shared/bench/reference), SCRATCH (data directories, default the current directory).
+# Environment: TRIBUTARY, REFERENCE_DIR, SCRATCH (see scripts/bench-common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-events=${1:?usage: scripts/w1-apply-floor.sh EVENTS.jsonl [ROUNDS] [--durability none]}
-rounds=${2:-3}
-durability=fsync
-[ "${3:-}" = --durability ] && durability=${4:?--durability needs fsync or none}
-tributary=${TRIBUTARY:-.build/release/tributary}
-reference=${REFERENCE_DIR:-../shared/bench/reference}
-scratch=${SCRATCH:-.}
-[ -x "$tributary" ] || { echo "no $tributary: swift build -c release --product tributary" >&2; exit 1; }
-[ -f "$reference/lmdb_bench.c" ] || { echo "no reference in $reference (set REFERENCE_DIR)" >&2; exit 1; }
-
-work=$(mktemp -d "$scratch/w1-apply-floor.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cc -O2 -o "$work/lmdb_bench" "$reference/lmdb_bench.c" -llmdb -lpthread
+. scripts/bench-common.sh
+bench_setup w1-apply-floor 3 "$@"
 cc -O2 -I "$reference" -I Sources/CCRC32C/include -o "$work/floor" scripts/w1-apply-floor.c Sources/CCRC32C/crc32c.c -llmdb
-sync_flag=sync
-[ "$durability" = none ] && sync_flag=nosync
 
 fresh() { rm -rf "$work/db" && mkdir "$work/db"; }
 run_reference() { fresh; "$work/lmdb_bench" append "$work/db" "$events" 1000 "$sync_flag"; }
@@ -53,7 +39,6 @@ for round in $(seq "$rounds"); do
     'BEGIN { printf "round %s: C apply floor %.2fx (%d), tributary %.2fx (%d), raw LMDB %d\n", r, a / c, a, b / c, b, c }'
   echo "$floor $swift $raw" >> "$work/ratios"
 done
-awk '{ f[NR] = $1 / $3; t[NR] = $2 / $3 }
-  function median(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-  END { printf "median over %d rounds: C apply floor %.2fx, tributary %.2fx of raw LMDB\n", NR, median(f, NR), median(t, NR) }' "$work/ratios"
+echo "summary over $rounds rounds, durability=$durability:"
+awk '{ print $1 / $3 }' "$work/ratios" | ratio_summary "C apply floor to raw LMDB"
+awk '{ print $2 / $3 }' "$work/ratios" | ratio_summary "tributary to raw LMDB"
