@@ -62,33 +62,20 @@ public final class SectorDigests: Sendable {
         }
     }
 
-    /// Forgets the digests (the next check computes them whole).
-    public func reset() { state.withLock { $0 = nil } }
-
     // MARK: - Computing
 
     /// Every sector's digest, and the blob references, from every entity's latest change.
     static func compute(_ log: EntityChangeLog, asOf: EntityChangeID) throws -> State {
-        var sectors: [EntityName: [Character: [Member]]] = [:]
-        var liveBlobs: [(sector: Character, member: Member)] = []
-        try log.forEachCurrent { key, entry in
-            guard let sector = sectorOf(key) else { return }
-            guard entry.isSynced else { return }
-            let member = Member(id: key.id, hash: entry.hash, isErased: entry.isErased)
-            if key.name == .blobs && !entry.isErased {
-                liveBlobs.append((sector, member))
-            } else {
-                sectors[key.name, default: [:]][sector, default: []].append(member)
-            }
-        }
         var blobOf: [EntityKey: String] = [:]
         var references: [String: Int] = [:]
         for referrer in try SyncServer.blobReferrers(log) {
             blobOf[referrer.key] = referrer.blobId
             references[referrer.blobId, default: 0] += 1
         }
-        for blob in liveBlobs where references[blob.member.id] != nil {
-            sectors[.blobs, default: [:]][blob.sector, default: []].append(blob.member)
+        var sectors: [EntityName: [Character: [Member]]] = [:]
+        try log.forEachCurrent { key, entry in
+            guard let (sector, member) = member(key, entry, references: references) else { return }
+            sectors[key.name, default: [:]][sector, default: []].append(member)
         }
         var digests: [EntityName: [String: String]] = [:]
         for (name, bySector) in sectors {
@@ -107,15 +94,14 @@ public final class SectorDigests: Sendable {
         let since = new.asOf
         new.asOf = head
         var dirty: [EntityName: Set<Character>] = [:]
-        var referrersSeen: Set<EntityKey> = []
+        var referrers: Set<EntityKey> = []
         for key in try log.changedKeys(after: since, through: head) {
             guard let sector = Self.sectorOf(key) else { continue }
             dirty[key.name, default: []].insert(sector)
-            if EntityName.blobReferrers.contains(key.name), referrersSeen.insert(key).inserted {
-                try Self.refreshReferrer(key, in: &new, log: log) { blobId in
-                    if let first = blobId.first { dirty[.blobs, default: []].insert(first) }
-                }
-            }
+            if EntityName.blobReferrers.contains(key.name) { referrers.insert(key) }
+        }
+        try Self.refreshReferrers(Array(referrers), in: &new, log: log) { blobId in
+            if let first = blobId.first { dirty[.blobs, default: []].insert(first) }
         }
         for (name, sectors) in try Self.members(of: dirty, references: new.references, log: log) {
             for (sector, members) in sectors {
@@ -126,29 +112,30 @@ public final class SectorDigests: Sendable {
         return true
     }
 
-    /// Brings the blob reference of one note, attachment or revision to its latest change;
-    /// `changed` is told each blob that gained its first reference or lost its last.
-    private static func refreshReferrer(
-        _ key: EntityKey, in state: inout State, log: EntityChangeLog, changed: (String) -> Void
+    /// Brings the blob references of these notes, attachments and revisions to their latest
+    /// changes, their rows read in one transaction; `changed` is told each blob that gained its
+    /// first reference or lost its last.
+    private static func refreshReferrers(
+        _ keys: [EntityKey], in state: inout State, log: EntityChangeLog, changed: (String) -> Void
     ) throws {
-        var blobId: String?
-        if let entry = try log.current(key), entry.isSynced, !entry.isErased,
-            let row = try log.rows(at: [entry.id]).first ?? nil, case .string(let id)? = row.value(forKey: "blobId")
-        {
-            blobId = id
-        }
-        let previous = state.blobOf[key]
-        guard previous != blobId else { return }
-        state.blobOf[key] = blobId
-        if let previous {
-            let left = (state.references[previous] ?? 0) - 1
-            state.references[previous] = left > 0 ? left : nil
-            if left == 0 { changed(previous) }
-        }
-        if let blobId {
-            let count = (state.references[blobId] ?? 0) + 1
-            state.references[blobId] = count
-            if count == 1 { changed(blobId) }
+        let live = try keys.map { key in try log.current(key).flatMap { $0.isSynced && !$0.isErased ? $0.id : nil } }
+        let ids = live.compactMap { $0 }
+        let rows = Dictionary(uniqueKeysWithValues: zip(ids, try log.rows(at: ids)))
+        for (key, id) in zip(keys, live) {
+            let blobId = id.flatMap { SyncServer.blobId(of: rows[$0] ?? nil) }
+            let previous = state.blobOf[key]
+            guard previous != blobId else { continue }
+            state.blobOf[key] = blobId
+            if let previous {
+                let left = (state.references[previous] ?? 0) - 1
+                state.references[previous] = left > 0 ? left : nil
+                if left == 0 { changed(previous) }
+            }
+            if let blobId {
+                let count = (state.references[blobId] ?? 0) + 1
+                state.references[blobId] = count
+                if count == 1 { changed(blobId) }
+            }
         }
     }
 
@@ -166,10 +153,8 @@ public final class SectorDigests: Sendable {
             }
         }
         try log.forEachCurrent(idFirstBytes: firstBytes) { key, entry in
-            guard entry.isSynced, let sector = key.id.first else { return }
-            if key.name == .blobs && !entry.isErased && references[key.id] == nil { return }
-            result[key.name, default: [:]][sector, default: []].append(
-                Member(id: key.id, hash: entry.hash, isErased: entry.isErased))
+            guard let (sector, member) = member(key, entry, references: references) else { return }
+            result[key.name, default: [:]][sector, default: []].append(member)
         }
         return result
     }
@@ -186,6 +171,14 @@ public final class SectorDigests: Sendable {
     /// check leaves out (note_reordering).
     static func sectorOf(_ key: EntityKey) -> Character? {
         key.name == .noteReordering ? nil : key.id.first
+    }
+
+    /// An entity's latest change as a member of its sector; nil for what the check leaves out:
+    /// non-synced changes, note_reordering, and a live blob nothing points at (`references`).
+    static func member(_ key: EntityKey, _ entry: CurrentEntry, references: [String: Int]) -> (Character, Member)? {
+        guard entry.isSynced, let sector = sectorOf(key) else { return nil }
+        if key.name == .blobs && !entry.isErased && references[key.id] == nil { return nil }
+        return (sector, Member(id: key.id, hash: entry.hash, isErased: entry.isErased))
     }
 
     /// Trilium's digest of a sector's members, in entityId order.

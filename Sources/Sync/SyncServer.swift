@@ -173,11 +173,15 @@ public struct SyncServer: Sendable {
         for start in stride(from: 0, to: listed.count, by: 4096) {
             let slice = listed[start..<min(listed.count, start + 4096)]
             for (item, row) in zip(slice, try log.rows(at: slice.map(\.id))) {
-                if case .string(let blobId)? = row?.value(forKey: "blobId") {
-                    referrers.append((item.key, item.id, blobId))
-                }
+                if let blobId = blobId(of: row) { referrers.append((item.key, item.id, blobId)) }
             }
         }
         return referrers
+    }
+
+    /// The blob a note, attachment or revision row points at.
+    static func blobId(of row: EntityRow?) -> String? {
+        if case .string(let blobId)? = row?.value(forKey: "blobId") { return blobId }
+        return nil
     }
 }
