@@ -3,24 +3,34 @@
 # `tributary bench` W1, interleaved over several rounds, as ratios to the reference: how much of
 # the gap between Tributary and raw LMDB the apply path's semantics (validation, dedupe, the
 # conflict rule, the index overlay, the record format) cost at the least on this machine, and how
-# much is Swift's.
+# much is Swift's. Each round also runs W1 over loopback HTTP both ways: the C floor's `http` mode
+# (PUT /api/sync/update pages decoded with simdjson) and Tributary's http-sync-update variant.
 #
 #   scripts/w1-apply-floor.sh EVENTS.jsonl [ROUNDS] [--durability none]    (default 3 rounds, fsync)
 #
+# Installs libsimdjson-dev and g++ when missing (scripts/setup-system.sh).
 # Environment: TRIBUTARY, REFERENCE_DIR, SCRATCH (see scripts/bench-common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-common.sh
 bench_setup w1-apply-floor 3 "$@"
-cc -O2 -I "$reference" -I Sources/CCRC32C/include -o "$work/floor" scripts/w1-apply-floor.c Sources/CCRC32C/crc32c.c -llmdb
+scripts/setup-system.sh libsimdjson-dev g++
+cc -O2 -c -I "$reference" -I Sources/CCRC32C/include -o "$work/floor.o" scripts/w1-apply-floor.c
+cc -O2 -c -I Sources/CCRC32C/include -o "$work/crc32c.o" Sources/CCRC32C/crc32c.c
+# -march=native: simdjson's on-demand API is compiled inline, for the build machine's SIMD.
+g++ -O2 -march=native -std=c++17 -c -o "$work/json.o" scripts/w1-http-floor-json.cc
+g++ -o "$work/floor" "$work/floor.o" "$work/crc32c.o" "$work/json.o" -lsimdjson -llmdb -lpthread
 
 fresh() { rm -rf "$work/db" && mkdir "$work/db"; }
 run_reference() { fresh; "$work/lmdb_bench" append "$work/db" "$events" 1000 "$sync_flag"; }
-run_floor() { fresh; "$work/floor" "$work/db" "$events" "$sync_flag"; }
+run_floor() {
+  fresh; "$work/floor" "$work/db" "$events" "$sync_flag"
+  fresh; "$work/floor" "$work/db" "$events" "$sync_flag" http
+}
 run_tributary() {
   rm -rf "$work/db"
-  "$tributary" bench --workload W1-append --input "$events" --scratch "$work" --durability "$durability" 2>&1 |
-    grep '^workload='
+  "$tributary" bench --workload W1-append --http --input "$events" --scratch "$work" --durability "$durability" 2>&1 |
+    grep '^workload=W1'
 }
 
 rate() { sed -n "s/^workload=W1-append system=$1 .*events_per_s=\([0-9]*\) .*/\1/p" | head -1; }
@@ -34,11 +44,16 @@ for round in $(seq "$rounds"); do
   echo "$lines" | sed "s/^/round=$round /"
   raw=$(echo "$lines" | rate lmdb)
   floor=$(echo "$lines" | rate c-apply-floor)
-  swift=$(echo "$lines" | rate tributary)
-  awk -v r="$round" -v a="$floor" -v b="$swift" -v c="$raw" \
-    'BEGIN { printf "round %s: C apply floor %.2fx (%d), tributary %.2fx (%d), raw LMDB %d\n", r, a / c, a, b / c, b, c }'
-  echo "$floor $swift $raw" >> "$work/ratios"
+  http_floor=$(echo "$lines" | rate c-http-floor)
+  swift=$(echo "$lines" | grep -v 'variant=http' | rate tributary)
+  swift_http=$(echo "$lines" | grep 'variant=http-sync-update' | rate tributary)
+  awk -v r="$round" -v a="$floor" -v b="$swift" -v c="$raw" -v d="$http_floor" -v e="$swift_http" \
+    'BEGIN { printf "round %s: C apply floor %.2fx (%d), tributary %.2fx (%d); over HTTP: C floor %.2fx (%d), tributary %.2fx (%d); raw LMDB %d\n",
+             r, a / c, a, b / c, b, d / c, d, e / c, e, c }'
+  echo "$floor $swift $raw $http_floor $swift_http" >> "$work/ratios"
 done
 echo "summary over $rounds rounds, durability=$durability:"
 awk '{ print $1 / $3 }' "$work/ratios" | ratio_summary "C apply floor to raw LMDB"
 awk '{ print $2 / $3 }' "$work/ratios" | ratio_summary "tributary to raw LMDB"
+awk '{ print $4 / $3 }' "$work/ratios" | ratio_summary "C floor over HTTP (sync-update pages) to raw LMDB"
+awk '{ print $5 / $3 }' "$work/ratios" | ratio_summary "tributary over HTTP (http-sync-update) to raw LMDB"
