@@ -22,6 +22,13 @@
  * client's request times, as in Tributary's HTTP variants; apply_p50_ms and decode_mean_ms are
  * the server's.
  *
+ * With `pull`, W4 full-history: a hub's log is written from the events first (not timed, no
+ * fsync); then a fresh node catches up from it over loopback HTTP. The hub answers each
+ * GET /api/sync/changed with the next 1000 records, read with a cursor, their CRC checked, and
+ * written as Trilium's pull JSON; the fresh node's fetcher thread decodes each page with simdjson
+ * and hands it to the applier (the main thread, applying as above), then asks for the next: one
+ * page ahead, as Tributary's sync engine prefetches. No content-hash check at the end.
+ *
  * Nothing here allocates per record, and validation runs on one thread: a floor, not a model of
  * Swift. Build: scripts/w1-apply-floor.sh compiles it with the reference's common.h and Tributary's
  * CRC32C. */
@@ -306,11 +313,12 @@ static void send_all(int fd, const char *p, size_t n) {
 }
 
 /* Reads into buf until it holds a whole request or answer head; returns the bytes read and sets
- * *headLen. */
+ * *headLen, or returns 0 when the peer closed the connection before sending anything. */
 static size_t recv_head(int fd, char *buf, size_t cap, size_t *headLen) {
     size_t got = 0;
     for (;;) {
         ssize_t r = recv(fd, buf + got, cap - got, 0);
+        if (r == 0 && got == 0) return 0;
         if (r <= 0) DIE("recv: connection closed");
         got += (size_t)r;
         char *end = memmem(buf, got, "\r\n\r\n", 4);
@@ -389,7 +397,9 @@ static void serve(int fd, log_t *g, rec_t *out, size_t records, size_t count, ch
             got += (size_t)r;
         }
         double t = now_s();
-        long n = floor_decode_sync_update(head + headLen, bodyLen, bodyLen + 64, out + next, records - next);
+        uint64_t last;
+        long n = floor_decode_records(head + headLen, bodyLen, bodyLen + 64, "entities", out + next, records - next,
+                                      &last);
         if (n < 0) DIE("request %zu: not a sync update body", k);
         g->decodeSeconds += now_s() - t;
         apply_batch(g, next, next + (size_t)n);
@@ -419,22 +429,303 @@ static int connect_loopback(int port) {
     return fd;
 }
 
+/* ---- W4: a hub serving pull pages from its log, a fresh node fetching one page ahead ---- */
+
+static char *put_u64(char *p, uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do digits[n++] = (char)('0' + v % 10); while (v /= 10);
+    while (n) *p++ = digits[--n];
+    return p;
+}
+
+static char *put_lit(char *p, const char *s) {
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* A JSON string: `"` and `\` escaped; the log's fields hold no control characters. */
+static char *put_string(char *p, const unsigned char *s, size_t n) {
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') *p++ = '\\';
+        *p++ = (char)s[i];
+    }
+    *p++ = '"';
+    return p;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *put_digits(char *p, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
+/* "2024-01-01 00:00:00.005Z" */
+static char *put_date(char *p, int64_t ms) {
+    int64_t days = ms / 86400000, rest = ms % 86400000, y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    p = put_digits(p, y, 4);
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = ' ';
+    p = put_digits(p, rest / 3600000, 2);
+    *p++ = ':';
+    p = put_digits(p, rest / 60000 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, rest / 1000 % 60, 2);
+    *p++ = '.';
+    p = put_digits(p, rest % 1000, 3);
+    *p++ = 'Z';
+    return p;
+}
+
+/* One stored record (Tributary's format, its CRC checked) as Trilium's pull JSON. */
+static char *put_record(char *p, uint64_t id, const unsigned char *b, size_t n) {
+    uint32_t stored;
+    memcpy(&stored, b + 1, 4);
+    if (n < 21 || b[0] != 1 || b[6] >= sizeof names / sizeof *names || stored != tributary_crc32c(0, b + 5, n - 5))
+        DIE("record %llu is damaged",
+                                                                                (unsigned long long)id);
+    int64_t date;
+    memcpy(&date, b + 7, 8);
+    static const char *keys[] = {",\"entityId\":", ",\"hash\":", ",\"changeId\":", ",\"componentId\":",
+                                 ",\"instanceId\":"};
+    p = put_lit(p, "{\"entityChange\":{\"id\":");
+    p = put_u64(p, id);
+    p = put_lit(p, ",\"entityName\":\"");
+    p = put_lit(p, names[b[6]]);
+    *p++ = '"';
+    size_t q = 15;
+    for (int f = 0; f < 6; f++) {  /* the sixth, originInstanceId, is not shipped */
+        size_t len = b[q];
+        if (q + 1 + len > n) DIE("record %llu is damaged", (unsigned long long)id);
+        if (f < 5) {
+            p = put_lit(p, keys[f]);
+            p = put_string(p, b + q + 1, len);
+        }
+        if (f == 1) {
+            p = put_lit(p, ",\"isErased\":");
+            *p++ = (b[5] & 1) ? '1' : '0';
+        }
+        q += 1 + len;
+    }
+    p = put_lit(p, ",\"isSynced\":");
+    *p++ = (b[5] & 2) ? '1' : '0';
+    p = put_lit(p, ",\"utcDateChanged\":\"");
+    p = put_date(p, date);
+    *p++ = '"';
+    *p++ = '}';
+    if (b[5] & 4) {
+        p = put_lit(p, ",\"entity\":");
+        memcpy(p, b + q, n - q);
+        p += n - q;
+    }
+    *p++ = '}';
+    return p;
+}
+
+typedef struct {
+    int fd;
+    MDB_env *env;
+    MDB_dbi changes;
+    uint64_t head;
+    double encodeSeconds;
+    size_t pages;
+} hub_t;
+
+/* Answers each GET /api/sync/changed?…&lastEntityChangeId=N with the next page of up to 1000
+ * records, until the connection closes. */
+static void *hub_run(void *arg) {
+    hub_t *h = arg;
+    size_t cap = 64 << 20;
+    char request[2048], *response = malloc(cap);
+    for (;;) {
+        size_t headLen, got = recv_head(h->fd, request, sizeof request - 1, &headLen);
+        if (!got) return NULL;
+        request[got] = 0;
+        char *at = strstr(request, "lastEntityChangeId=");
+        if (!at) DIE("hub: no lastEntityChangeId in %.80s", request);
+        uint64_t after = strtoull(at + 19, NULL, 10), last = after;
+        double t = now_s();
+        char *body = response + 256, *p = body;
+        p = put_lit(p, "{\"entityChanges\":[");
+        MDB_txn *txn;
+        MDB_cursor *cursor;
+        CHK(mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn));
+        CHK(mdb_cursor_open(txn, h->changes, &cursor));
+        unsigned char key[8];
+        for (int b = 7; b >= 0; b--) key[7 - b] = (unsigned char)((after + 1) >> (8 * b));
+        MDB_val k = {8, key}, v;
+        int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+        for (size_t n = 0; rc == 0 && n < 1000; n++) {
+            uint64_t id = 0;
+            for (int b = 0; b < 8; b++) id = id << 8 | ((unsigned char *)k.mv_data)[b];
+            if ((size_t)(p - response) + 2 * v.mv_size + 1024 > cap) DIE("hub: page buffer full");
+            if (n) *p++ = ',';
+            p = put_record(p, id, v.mv_data, v.mv_size);
+            last = id;
+            rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+        }
+        if (rc && rc != MDB_NOTFOUND) DIE("hub: %s", mdb_strerror(rc));
+        mdb_cursor_close(cursor);
+        mdb_txn_abort(txn);
+        p = put_lit(p, "],\"lastEntityChangeId\":");
+        p = put_u64(p, last);
+        p = put_lit(p, ",\"outstandingPullCount\":");
+        p = put_u64(p, h->head - last);
+        *p++ = '}';
+        char head[256];
+        int hn = snprintf(head, sizeof head,
+                          "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %zu\r\n\r\n",
+                          (size_t)(p - body));
+        memcpy(body - hn, head, (size_t)hn);
+        h->encodeSeconds += now_s() - t;
+        h->pages++;
+        send_all(h->fd, body - hn, (size_t)(p - body) + (size_t)hn);
+    }
+}
+
+/* The fresh node's fetcher: requests the page after the last one, decodes it into the records,
+ * hands it to the applier, and asks for the next once the applier has taken it: one page
+ * ahead, as Tributary's sync engine prefetches. */
+typedef struct {
+    int fd;
+    char *arena;
+    size_t arenaSize, records;
+    rec_t *out;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    size_t start, count;     /* the page handed over, not yet taken */
+    int full, done;
+    double decodeSeconds;
+} fetcher_t;
+
+static void *fetch_run(void *arg) {
+    fetcher_t *f = arg;
+    uint64_t after = 0;
+    size_t pos = 0, next = 0;
+    for (;;) {
+        char request[256];
+        int n = snprintf(request, sizeof request,
+                         "GET /api/sync/changed?instanceId=floorSpoke01&lastEntityChangeId=%llu&logMarkerId=x "
+                         "HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                         (unsigned long long)after);
+        send_all(f->fd, request, (size_t)n);
+        char *head = f->arena + pos;
+        size_t headLen, got = recv_head(f->fd, head, f->arenaSize - pos - 64, &headLen);
+        if (strncmp(head, "HTTP/1.1 200 ", 13)) DIE("fetcher: %.40s", head);
+        char *cl = memmem(head, headLen, "Content-Length: ", 16);
+        if (!cl) DIE("fetcher: no Content-Length");
+        size_t bodyLen = strtoul(cl + 16, NULL, 10);
+        if (pos + headLen + bodyLen + 64 > f->arenaSize) DIE("fetcher: arena full");
+        while (got < headLen + bodyLen) {
+            ssize_t r = recv(f->fd, head + got, headLen + bodyLen - got, 0);
+            if (r <= 0) DIE("fetcher: connection closed");
+            got += (size_t)r;
+        }
+        double t = now_s();
+        uint64_t last = after;
+        long count = floor_decode_records(head + headLen, bodyLen, bodyLen + 64, "entityChanges", f->out + next,
+                                          f->records - next, &last);
+        if (count < 0) DIE("fetcher: not a pull page");
+        f->decodeSeconds += now_s() - t;
+        pos += got + 64;
+        pthread_mutex_lock(&f->lock);
+        while (f->full) pthread_cond_wait(&f->changed, &f->lock);
+        f->start = next;
+        f->count = (size_t)count;
+        f->full = 1;
+        f->done = count == 0;
+        pthread_cond_broadcast(&f->changed);
+        while (f->full) pthread_cond_wait(&f->changed, &f->lock);
+        pthread_mutex_unlock(&f->lock);
+        if (count == 0) return NULL;
+        next += (size_t)count;
+        after = last;
+    }
+}
+
 int main(int argc, char **argv) {
-    if (argc < 3) DIE("usage: w1-apply-floor DIR EVENTS.jsonl [sync|nosync] [http]");
+    if (argc < 3) DIE("usage: w1-apply-floor DIR EVENTS.jsonl [sync|nosync] [http|pull]");
     const char *dir = argv[1];
     int nosync = argc > 3 && !strcmp(argv[3], "nosync");
-    int http = argc > 4 && !strcmp(argv[4], "http");
+    int http = argc > 4 && !strcmp(argv[4], "http"), pull = argc > 4 && !strcmp(argv[4], "pull");
     const size_t batch = 1000;
     lines_t L;
     load_lines(argv[2], 0, &L);
     rec_t *decoded = malloc(L.n * sizeof(rec_t));
     recs = decoded;
     log_t g;
-    log_open(&g, dir, nosync, L.n);
     double secs, *lat;
     size_t c;
-    char http_extra[96] = "";
-    if (http) {
+    char http_extra[160] = "";
+    if (pull) {
+        /* The hub's log, written before the clock starts (not timed, no fsync). */
+        char hubDir[4096], spokeDir[4096];
+        snprintf(hubDir, sizeof hubDir, "%s/hub", dir);
+        snprintf(spokeDir, sizeof spokeDir, "%s/spoke", dir);
+        if (mkdir(hubDir, 0755) || mkdir(spokeDir, 0755)) DIE("mkdir in %s: %s", dir, strerror(errno));
+        for (size_t i = 0; i < L.n; i++) decode(L.line[i], L.len[i], &decoded[i]);
+        log_t hubLog;
+        log_open(&hubLog, hubDir, 1, L.n);
+        for (size_t i = 0; i < L.n; i += batch) apply_batch(&hubLog, i, i + batch < L.n ? i + batch : L.n);
+        hub_t hub = {.env = hubLog.env, .changes = hubLog.changes, .head = hubLog.nextId - 1};
+        /* The fresh node. */
+        rec_t *pulled = calloc(L.n, sizeof(rec_t));
+        recs = pulled;
+        log_open(&g, spokeDir, nosync, L.n);
+        size_t arenaSize = 2 * L.total + (L.n / batch + 2) * 4096;
+        fetcher_t f = {.arena = malloc(arenaSize), .arenaSize = arenaSize, .records = L.n, .out = pulled};
+        memset(f.arena, 0, arenaSize);
+        pthread_mutex_init(&f.lock, NULL);
+        pthread_cond_init(&f.changed, NULL);
+        int port, listener = listen_loopback(&port), one = 1;
+        f.fd = connect_loopback(port);
+        hub.fd = accept(listener, NULL, NULL);
+        if (hub.fd < 0) DIE("accept: %s", strerror(errno));
+        setsockopt(hub.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pthread_t hubThread, fetchThread;
+        pthread_create(&hubThread, NULL, hub_run, &hub);
+        double t0 = now_s();
+        pthread_create(&fetchThread, NULL, fetch_run, &f);
+        for (;;) {
+            pthread_mutex_lock(&f.lock);
+            while (!f.full) pthread_cond_wait(&f.changed, &f.lock);
+            size_t start = f.start, count = f.count;
+            int done = f.done;
+            f.full = 0;
+            pthread_cond_broadcast(&f.changed);
+            pthread_mutex_unlock(&f.lock);
+            if (done) break;
+            apply_batch(&g, start, start + count);
+        }
+        secs = now_s() - t0;
+        pthread_join(fetchThread, NULL);
+        shutdown(f.fd, SHUT_RDWR);
+        pthread_join(hubThread, NULL);
+        mdb_env_close(hubLog.env);
+        lat = g.lat;
+        c = g.batches;
+        snprintf(http_extra, sizeof http_extra, " pages=%zu hub_encode_mean_ms=%.2f decode_mean_ms=%.2f", hub.pages,
+                 hub.encodeSeconds * 1e3 / (double)hub.pages, f.decodeSeconds * 1e3 / (double)hub.pages);
+    } else if (http) {
+        log_open(&g, dir, nosync, L.n);
         client_t client;
         build_requests(&L, batch, &client);
         int port, listener = listen_loopback(&port), one = 1;
@@ -458,6 +749,7 @@ int main(int argc, char **argv) {
         snprintf(http_extra, sizeof http_extra, " apply_p50_ms=%.2f decode_mean_ms=%.2f", pct(g.lat, g.batches, 50),
                  g.decodeSeconds * 1e3 / (double)g.batches);
     } else {
+        log_open(&g, dir, nosync, L.n);
         for (size_t i = 0; i < L.n; i++) decode(L.line[i], L.len[i], &decoded[i]);
         double t0 = now_s();
         for (size_t i = 0; i < L.n; i += batch) apply_batch(&g, i, i + batch < L.n ? i + batch : L.n);
@@ -471,8 +763,11 @@ int main(int argc, char **argv) {
              "durability=%s batch=%zu commit_p50_ms=%.2f commit_p99_ms=%.2f applied=%zu duplicates=%zu lost=%zu%s",
              nosync ? "none" : "fsync", batch, pct(lat, c, 50), pct(lat, c, 99), g.applied, g.duplicates, g.lost,
              http_extra);
-    result("W1-append", http ? "c-http-floor" : "c-apply-floor", nosync ? "nosync" : "sync", L.n, secs, (double)L.total,
-           extra);
+    if (pull)
+        result("W4-catchup", "c-pull-floor", "full-history", L.n, secs, (double)L.total, extra);
+    else
+        result("W1-append", http ? "c-http-floor" : "c-apply-floor", nosync ? "nosync" : "sync", L.n, secs,
+               (double)L.total, extra);
     mdb_env_close(g.env);
     return 0;
 }

@@ -24,9 +24,12 @@ uint8_t floor_name_code(const char *p, size_t n);
 /* "2024-01-01 00:00:00.005Z" as ms since the epoch; 0 when it is not in that form. */
 int64_t floor_parse_date(const char *s, size_t n);
 
-/* Decodes a PUT /api/sync/update body, `{"entities":[record…],"instanceId":"…"}`, into `out`
- * (at most `max`). Spans point into `body`, which has `capacity - len` bytes of padding. Returns
- * the record count, or -1 when the body is not that JSON. */
-long floor_decode_sync_update(const char *body, size_t len, size_t capacity, rec_t *out, size_t max);
+/* Decodes the records of a JSON object body into `out` (at most `max`): the array member `array`
+ * holds them (`entities` of a PUT /api/sync/update, `entityChanges` of a pull page), and
+ * `lastEntityChangeId`, when present, goes to *last. Spans point into `body`, which has
+ * `capacity - len` bytes of padding. Returns the record count, or -1 when the body is not that
+ * JSON. */
+long floor_decode_records(const char *body, size_t len, size_t capacity, const char *array, rec_t *out, size_t max,
+                          uint64_t *last);
 
 #endif

@@ -4,7 +4,9 @@
 # the gap between Tributary and raw LMDB the apply path's semantics (validation, dedupe, the
 # conflict rule, the index overlay, the record format) cost at the least on this machine, and how
 # much is Swift's. Each round also runs W1 over loopback HTTP both ways: the C floor's `http` mode
-# (PUT /api/sync/update pages decoded with simdjson) and Tributary's http-sync-update variant.
+# (PUT /api/sync/update pages decoded with simdjson) and Tributary's http-sync-update variant; and
+# W4 both ways: the C floor's `pull` mode (a hub serving pull pages from its log, a fresh node
+# fetching one page ahead) and Tributary's W4-catchup, as ratios to the reference's W1.
 #
 #   scripts/w1-apply-floor.sh EVENTS.jsonl [ROUNDS] [--durability none]    (default 3 rounds, fsync)
 #
@@ -24,16 +26,17 @@ g++ -o "$work/floor" "$work/floor.o" "$work/crc32c.o" "$work/json.o" -lsimdjson 
 fresh() { rm -rf "$work/db" && mkdir "$work/db"; }
 run_reference() { fresh; "$work/lmdb_bench" append "$work/db" "$events" 1000 "$sync_flag"; }
 run_floor() {
-  fresh; "$work/floor" "$work/db" "$events" "$sync_flag"
-  fresh; "$work/floor" "$work/db" "$events" "$sync_flag" http
+  for mode in "" http pull; do
+    fresh; "$work/floor" "$work/db" "$events" "$sync_flag" $mode
+  done
 }
 run_tributary() {
   rm -rf "$work/db"
-  "$tributary" bench --workload W1-append --http --input "$events" --scratch "$work" --durability "$durability" 2>&1 |
-    grep '^workload=W1'
+  "$tributary" bench --workload W1-append,W4-catchup --http --input "$events" --scratch "$work" \
+    --durability "$durability" 2>&1 | grep -E '^workload=(W1|W4)'
 }
 
-rate() { sed -n "s/^workload=W1-append system=$1 .*events_per_s=\([0-9]*\) .*/\1/p" | head -1; }
+rate() { sed -n "s/^workload=W[14]-[a-z]* system=$1 .*events_per_s=\([0-9]*\) .*/\1/p" | head -1; }
 : > "$work/ratios"
 for round in $(seq "$rounds"); do
   case $((round % 3)) in
@@ -45,15 +48,22 @@ for round in $(seq "$rounds"); do
   raw=$(echo "$lines" | rate lmdb)
   floor=$(echo "$lines" | rate c-apply-floor)
   http_floor=$(echo "$lines" | rate c-http-floor)
-  swift=$(echo "$lines" | grep -v 'variant=http' | rate tributary)
+  pull_floor=$(echo "$lines" | rate c-pull-floor)
+  swift=$(echo "$lines" | grep 'variant=inprocess-apply' | rate tributary)
   swift_http=$(echo "$lines" | grep 'variant=http-sync-update' | rate tributary)
+  swift_w4=$(echo "$lines" | grep 'variant=full-history' | rate tributary)
+  swift_w4c=$(echo "$lines" | grep 'variant=compacted' | rate tributary)
   awk -v r="$round" -v a="$floor" -v b="$swift" -v c="$raw" -v d="$http_floor" -v e="$swift_http" \
-    'BEGIN { printf "round %s: C apply floor %.2fx (%d), tributary %.2fx (%d); over HTTP: C floor %.2fx (%d), tributary %.2fx (%d); raw LMDB %d\n",
-             r, a / c, a, b / c, b, d / c, d, e / c, e, c }'
-  echo "$floor $swift $raw $http_floor $swift_http" >> "$work/ratios"
+    -v f="$pull_floor" -v g="$swift_w4" -v h="$swift_w4c" \
+    'BEGIN { printf "round %s: C apply floor %.2fx (%d), tributary %.2fx (%d); over HTTP: C floor %.2fx (%d), tributary %.2fx (%d); W4: C floor %.2fx (%d), tributary full-history %.2fx (%d), compacted %.2fx (%d); raw LMDB %d\n",
+             r, a / c, a, b / c, b, d / c, d, e / c, e, f / c, f, g / c, g, h / c, h, c }'
+  echo "$floor $swift $raw $http_floor $swift_http $pull_floor $swift_w4 $swift_w4c" >> "$work/ratios"
 done
 echo "summary over $rounds rounds, durability=$durability:"
 awk '{ print $1 / $3 }' "$work/ratios" | ratio_summary "C apply floor to raw LMDB"
 awk '{ print $2 / $3 }' "$work/ratios" | ratio_summary "tributary to raw LMDB"
 awk '{ print $4 / $3 }' "$work/ratios" | ratio_summary "C floor over HTTP (sync-update pages) to raw LMDB"
 awk '{ print $5 / $3 }' "$work/ratios" | ratio_summary "tributary over HTTP (http-sync-update) to raw LMDB"
+awk '{ print $6 / $3 }' "$work/ratios" | ratio_summary "W4: C floor (full-history pull) to raw LMDB W1"
+awk '{ print $7 / $3 }' "$work/ratios" | ratio_summary "W4: tributary full-history to raw LMDB W1"
+awk '{ print $8 / $3 }' "$work/ratios" | ratio_summary "W4: tributary compacted to raw LMDB W1"

@@ -81,7 +81,8 @@ static bool decode_record(ondemand::object record, rec_t *r) {
     return sawChange;
 }
 
-extern "C" long floor_decode_sync_update(const char *body, size_t len, size_t capacity, rec_t *out, size_t max) {
+extern "C" long floor_decode_records(const char *body, size_t len, size_t capacity, const char *array, rec_t *out,
+                                     size_t max, uint64_t *last) {
     ondemand::document document;
     ondemand::object top;
     if (parser.iterate(body, len, capacity).get(document) || document.get_object().get(top)) return -1;
@@ -90,7 +91,11 @@ extern "C" long floor_decode_sync_update(const char *body, size_t len, size_t ca
         std::string_view key;
         ondemand::value value;
         if (member.unescaped_key().get(key) || member.value().get(value)) return -1;
-        if (key != "entities") continue;
+        if (key == "lastEntityChangeId") {
+            if (value.get_uint64().get(*last)) return -1;
+            continue;
+        }
+        if (key != array) continue;
         ondemand::array entities;
         if (value.get_array().get(entities)) return -1;
         count = 0;
