@@ -27,9 +27,8 @@ extension ChangeRecord {
         }
         var fields: EntityChange.WireFields?
         var entity: EntityRow?
-        try parser.objectMembers { name, parser throws(CoreError) in
-            switch name {
-            case "entityChange":
+        try parser.objectMembers(named: { name, parser throws(CoreError) in
+            if name.matches("entityChange") {
                 parser.skipWhitespace()
                 guard !parser.atEnd, parser.peek == UInt8(ascii: "{") else {
                     let value = try parser.parseValue()
@@ -42,12 +41,12 @@ extension ChangeRecord {
                     members.set(key, try parser.parseValue())
                 }
                 fields = members
-            case "entity":
+            } else if name.matches("entity") {
                 entity = try parser.entityRow()
-            default:
+            } else {
                 try parser.skipValue()
             }
-        }
+        })
         guard let fields else {
             throw CoreError(.missingField, "the record has no entityChange", field: "entityChange")
         }
@@ -88,18 +87,31 @@ extension EntityChange {
         var utcDateChanged, id: JSONValue?
 
         /// Keeps `value` as the member `key`; other members are ignored.
-        mutating func set(_ key: String, _ value: JSONValue) {
-            switch key {
-            case "entityName": entityName = value
-            case "entityId": entityId = value
-            case "hash": hash = value
-            case "isErased": isErased = value
-            case "changeId": changeId = value
-            case "componentId": componentId = value
-            case "instanceId": instanceId = value
-            case "isSynced": isSynced = value
-            case "utcDateChanged": utcDateChanged = value
-            case "id": id = value
+        mutating func set(_ key: String, _ value: JSONValue) { set(.decoded(key), value) }
+
+        /// Keeps `value` as the member `name`, matched by length first and then as bytes.
+        mutating func set(_ name: MemberName, _ value: JSONValue) {
+            switch name.count {
+            case 2: if name.matches("id") { id = value }
+            case 4: if name.matches("hash") { hash = value }
+            case 8:
+                if name.matches("entityId") {
+                    entityId = value
+                } else if name.matches("changeId") {
+                    changeId = value
+                } else if name.matches("isErased") {
+                    isErased = value
+                } else if name.matches("isSynced") {
+                    isSynced = value
+                }
+            case 10:
+                if name.matches("entityName") {
+                    entityName = value
+                } else if name.matches("instanceId") {
+                    instanceId = value
+                }
+            case 11: if name.matches("componentId") { componentId = value }
+            case 14: if name.matches("utcDateChanged") { utcDateChanged = value }
             default: break
             }
         }

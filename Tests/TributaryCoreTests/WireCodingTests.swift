@@ -368,6 +368,24 @@ struct WireCodingTests {
         #expect(throws: Never.self) { try record.validate() }
     }
 
+    @Test("member names written with escapes match as their text does; other names are skipped")
+    func escapedMemberNames() throws {
+        // Names are compared as bytes when written plainly; escaped (or non-ASCII) ones are
+        // decoded first, as JSON.parse does, so both spellings mean the same member.
+        let text =
+            #"{"entit\u0079Change":{"entityName":"notes","entity\u0049d":"Kx9fQ2mLp0Ab","hash":"1SegZ6/dVQ","is\u0045rased":0,"changeId":"ChAnGe000001","componentId":"NA","instanceId":"InStAnCe0001","is\u0053ynced":0,"utcDateChanged":"2023-11-08 16:43:44.204Z","caf\u00e9":1,"thé":2},"\u0065ntity":{"noteId":"Kx9fQ2mLp0Ab"},"entité":null}"#
+        let record = try ChangeRecord(wireJSON: bytes(text))
+        #expect(record.change.entityId == "Kx9fQ2mLp0Ab")
+        #expect(record.change.isErased == false)
+        #expect(record.change.isSynced == false)
+        #expect(record.entity?.value(forKey: "noteId") == .string("Kx9fQ2mLp0Ab"))
+        // A name that is not well-formed is refused, even where it would be skipped.
+        let bad = #"{"entityChange":{"entityName":"notes","ent\u12":1}}"#
+        #expect(throws: CoreError.self) { try ChangeRecord(wireJSON: bytes(bad)) }
+        let control = "{\"entityChange\":{\"a\u{1}b\":1}}"
+        #expect(throws: CoreError.self) { try ChangeRecord(wireJSON: bytes(control)) }
+    }
+
     @Test("the error for a bad date names the field and quotes the value")
     func errorDescription() {
         let error = #expect(throws: CoreError.self) {

@@ -43,7 +43,14 @@ public struct JSONParser: ~Copyable {
     var atEnd: Bool { position >= bytes.count }
     var peek: UInt8 { bytes[position] }
 
+    /// Compact JSON (what peers send) has none: one comparison, not a call, in that case.
+    @inline(__always)
     mutating func skipWhitespace() {
+        guard position < bytes.count, bytes[position] <= 0x20 else { return }
+        skipWhitespaceRun()
+    }
+
+    private mutating func skipWhitespaceRun() {
         while position < bytes.count {
             switch bytes[position] {
             case 0x20, 0x0A, 0x0D, 0x09:
@@ -111,6 +118,14 @@ public struct JSONParser: ~Copyable {
     /// Visits the members of the object that starts at the position (a `{`), and leaves the
     /// parser just after it; `body` must consume each value.
     mutating func objectMembers(_ body: (String, inout JSONParser) throws(CoreError) -> Void) throws(CoreError) {
+        try objectMembers(named: { name, parser throws(CoreError) in try body(name.string, &parser) })
+    }
+
+    /// `objectMembers` with each name as a ``MemberName``: a decoder that only compares names with
+    /// the ones it knows makes no String of them (a sync record has ten).
+    mutating func objectMembers(named body: (MemberName, inout JSONParser) throws(CoreError) -> Void)
+        throws(CoreError)
+    {
         position += 1
         skipWhitespace()
         if !atEnd, peek == UInt8(ascii: "}") {
@@ -120,7 +135,7 @@ public struct JSONParser: ~Copyable {
         while true {
             skipWhitespace()
             guard !atEnd, peek == UInt8(ascii: "\"") else { throw error("expected a member name") }
-            let name = try parseString()
+            let name = try memberName()
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "':'")
             skipWhitespace()
@@ -139,18 +154,35 @@ public struct JSONParser: ~Copyable {
     mutating func parseObjectBody() throws(CoreError) -> JSONObject {
         var members: [JSONObject.Member] = []
         try nestedObjectMembers { key, parser throws(CoreError) in
-            members.append(JSONObject.Member(key, try parser.parseValue()))
+            members.append(JSONObject.Member(key.string, try parser.parseValue()))
         }
         return JSONObject(members)
     }
 
     /// `objectMembers` for an object nested in the document, counted against the nesting limit.
-    mutating func nestedObjectMembers(_ body: (String, inout JSONParser) throws(CoreError) -> Void)
+    mutating func nestedObjectMembers(named body: (MemberName, inout JSONParser) throws(CoreError) -> Void)
         throws(CoreError)
     {
         try enter()
-        try objectMembers(body)
+        try objectMembers(named: body)
         depth -= 1
+    }
+
+    /// The member name starting at the position (a quote): a view of the input when it is plain
+    /// ASCII without escapes, else parsed as any string.
+    mutating func memberName() throws(CoreError) -> MemberName {
+        let start = position + 1
+        var end = skipPlainASCII(from: start)
+        while end < bytes.count {
+            let b = bytes[end]
+            if b == UInt8(ascii: "\"") {
+                position = end + 1
+                return .raw(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
+            end += 1
+        }
+        return .decoded(try parseString())
     }
 
     mutating func literal(_ word: StaticString) throws(CoreError) {
@@ -446,4 +478,39 @@ func withRawBytes<R, E: Error>(
         }
     }
     return try result.get()
+}
+
+/// An object member's name during a parse: a view of its bytes in the input (the usual case, plain
+/// ASCII without escapes), or its decoded text. Valid only while the parser's input is.
+enum MemberName {
+    case raw(UnsafeRawBufferPointer)
+    case decoded(String)
+
+    var string: String {
+        switch self {
+        case .raw(let bytes): String(decoding: bytes, as: UTF8.self)
+        case .decoded(let text): text
+        }
+    }
+
+    /// Its length in UTF-8 bytes.
+    var count: Int {
+        switch self {
+        case .raw(let bytes): bytes.count
+        case .decoded(let text): text.utf8.count
+        }
+    }
+
+    /// Whether the name is `name`, compared as UTF-8 bytes.
+    func matches(_ name: StaticString) -> Bool {
+        name.withUTF8Buffer { expected in
+            switch self {
+            case .raw(let bytes):
+                guard bytes.count == expected.count else { return false }
+                for i in 0..<expected.count where bytes[i] != expected[i] { return false }
+                return true
+            case .decoded(let text): return text.utf8.elementsEqual(expected)
+            }
+        }
+    }
 }
