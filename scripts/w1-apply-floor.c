@@ -239,6 +239,11 @@ static void encode(const rec_t *r, unsigned char *out, size_t size) {
 
 /* ---- the log: one write transaction per batch ---- */
 
+/* A change id as the log's key: 8 bytes, big-endian. */
+static void put_key(unsigned char key[8], uint64_t id) {
+    for (int b = 7; b >= 0; b--) key[7 - b] = (unsigned char)(id >> (8 * b));
+}
+
 typedef struct {
     MDB_env *env;
     MDB_dbi changes;
@@ -290,7 +295,7 @@ static void apply_batch(log_t *g, size_t i, size_t end) {
         *latest = (slot_t){.hash = kh, .rec = (uint32_t)i, .isErased = r->isErased, .id = id, .date = r->date};
         g->queue[g->queued].id = id;
         g->queue[g->queued++].rec = (uint32_t)i;
-        for (int b = 7; b >= 0; b--) key[7 - b] = (unsigned char)(id >> (8 * b));
+        put_key(key, id);
         size_t size = encoded_size(r);
         MDB_val k = {8, key}, v = {size, NULL};
         CHK(mdb_put(txn, g->changes, &k, &v, MDB_APPEND | MDB_RESERVE));
@@ -328,6 +333,24 @@ static size_t recv_head(int fd, char *buf, size_t cap, size_t *headLen) {
         }
         if (got == cap) DIE("head too large");
     }
+}
+
+/* Reads a whole message (head, then the Content-Length bytes of its body) into buf, leaving
+ * simdjson's 64 bytes of padding free after it; returns the body and sets *bodyLen and *total
+ * (the bytes read). */
+static char *recv_message(int fd, char *buf, size_t cap, size_t *bodyLen, size_t *total) {
+    size_t headLen, got = recv_head(fd, buf, cap - 64, &headLen);
+    char *cl = memmem(buf, headLen, "Content-Length: ", 16);
+    if (!cl) DIE("no Content-Length in %.40s", buf);
+    *bodyLen = strtoul(cl + 16, NULL, 10);
+    if (headLen + *bodyLen + 64 > cap) DIE("arena full");
+    while (got < headLen + *bodyLen) {
+        ssize_t r = recv(fd, buf + got, headLen + *bodyLen - got, 0);
+        if (r <= 0) DIE("recv: connection closed");
+        got += (size_t)r;
+    }
+    *total = got;
+    return buf + headLen;
 }
 
 typedef struct {
@@ -385,21 +408,11 @@ static void build_requests(const lines_t *L, size_t batch, client_t *c) {
 static void serve(int fd, log_t *g, rec_t *out, size_t records, size_t count, char *arena, size_t arenaSize) {
     size_t pos = 0, next = 0;
     for (size_t k = 0; k < count; k++) {
-        char *head = arena + pos;
-        size_t headLen, got = recv_head(fd, head, arenaSize - pos - 64, &headLen);
-        char *cl = memmem(head, headLen, "Content-Length: ", 16);
-        if (!cl) DIE("no Content-Length");
-        size_t bodyLen = strtoul(cl + 16, NULL, 10);
-        if (pos + headLen + bodyLen + 64 > arenaSize) DIE("arena full");
-        while (got < headLen + bodyLen) {
-            ssize_t r = recv(fd, head + got, headLen + bodyLen - got, 0);
-            if (r <= 0) DIE("recv: connection closed");
-            got += (size_t)r;
-        }
+        size_t bodyLen, got;
+        char *body = recv_message(fd, arena + pos, arenaSize - pos, &bodyLen, &got);
         double t = now_s();
         uint64_t last;
-        long n = floor_decode_records(head + headLen, bodyLen, bodyLen + 64, "entities", out + next, records - next,
-                                      &last);
+        long n = floor_decode_records(body, bodyLen, bodyLen + 64, "entities", out + next, records - next, &last);
         if (n < 0) DIE("request %zu: not a sync update body", k);
         g->decodeSeconds += now_s() - t;
         apply_batch(g, next, next + (size_t)n);
@@ -410,23 +423,30 @@ static void serve(int fd, log_t *g, rec_t *out, size_t records, size_t count, ch
     }
 }
 
-static int listen_loopback(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+/* One TCP connection over loopback, TCP_NODELAY at both ends (as NIO and AsyncHTTPClient set it):
+ * *client is the connecting end, *server the accepted one. */
+static void loopback_pair(int *client, int *server) {
+    int listener = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t n = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 1) || getsockname(fd, (struct sockaddr *)&a, &n))
+    if (listener < 0 || bind(listener, (struct sockaddr *)&a, sizeof a) || listen(listener, 1) ||
+        getsockname(listener, (struct sockaddr *)&a, &n))
         DIE("listen: %s", strerror(errno));
-    *port = ntohs(a.sin_port);
-    return fd;
+    *client = socket(AF_INET, SOCK_STREAM, 0);
+    if (*client < 0 || connect(*client, (struct sockaddr *)&a, sizeof a)) DIE("connect: %s", strerror(errno));
+    *server = accept(listener, NULL, NULL);
+    if (*server < 0) DIE("accept: %s", strerror(errno));
+    close(listener);
+    setsockopt(*client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(*server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static int connect_loopback(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) DIE("connect: %s", strerror(errno));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
+/* Memory for received bodies, touched before the clock starts so no page fault is timed. */
+static char *touched_arena(size_t size) {
+    char *arena = malloc(size);
+    if (!arena) DIE("no memory for a %zu-byte arena", size);
+    memset(arena, 0, size);
+    return arena;
 }
 
 /* ---- W4: a hub serving pull pages from its log, a fresh node fetching one page ahead ---- */
@@ -570,7 +590,7 @@ static void *hub_run(void *arg) {
         CHK(mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn));
         CHK(mdb_cursor_open(txn, h->changes, &cursor));
         unsigned char key[8];
-        for (int b = 7; b >= 0; b--) key[7 - b] = (unsigned char)((after + 1) >> (8 * b));
+        put_key(key, after + 1);
         MDB_val k = {8, key}, v;
         int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
         for (size_t n = 0; rc == 0 && n < 1000; n++) {
@@ -627,21 +647,12 @@ static void *fetch_run(void *arg) {
                          "HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                          (unsigned long long)after);
         send_all(f->fd, request, (size_t)n);
-        char *head = f->arena + pos;
-        size_t headLen, got = recv_head(f->fd, head, f->arenaSize - pos - 64, &headLen);
-        if (strncmp(head, "HTTP/1.1 200 ", 13)) DIE("fetcher: %.40s", head);
-        char *cl = memmem(head, headLen, "Content-Length: ", 16);
-        if (!cl) DIE("fetcher: no Content-Length");
-        size_t bodyLen = strtoul(cl + 16, NULL, 10);
-        if (pos + headLen + bodyLen + 64 > f->arenaSize) DIE("fetcher: arena full");
-        while (got < headLen + bodyLen) {
-            ssize_t r = recv(f->fd, head + got, headLen + bodyLen - got, 0);
-            if (r <= 0) DIE("fetcher: connection closed");
-            got += (size_t)r;
-        }
+        size_t bodyLen, got;
+        char *body = recv_message(f->fd, f->arena + pos, f->arenaSize - pos, &bodyLen, &got);
+        if (strncmp(f->arena + pos, "HTTP/1.1 200 ", 13)) DIE("fetcher: %.40s", f->arena + pos);
         double t = now_s();
         uint64_t last = after;
-        long count = floor_decode_records(head + headLen, bodyLen, bodyLen + 64, "entityChanges", f->out + next,
+        long count = floor_decode_records(body, bodyLen, bodyLen + 64, "entityChanges", f->out + next,
                                           f->records - next, &last);
         if (count < 0) DIE("fetcher: not a pull page");
         f->decodeSeconds += now_s() - t;
@@ -691,15 +702,10 @@ int main(int argc, char **argv) {
         recs = pulled;
         log_open(&g, spokeDir, nosync, L.n);
         size_t arenaSize = 2 * L.total + (L.n / batch + 2) * 4096;
-        fetcher_t f = {.arena = malloc(arenaSize), .arenaSize = arenaSize, .records = L.n, .out = pulled};
-        memset(f.arena, 0, arenaSize);
+        fetcher_t f = {.arena = touched_arena(arenaSize), .arenaSize = arenaSize, .records = L.n, .out = pulled};
         pthread_mutex_init(&f.lock, NULL);
         pthread_cond_init(&f.changed, NULL);
-        int port, listener = listen_loopback(&port), one = 1;
-        f.fd = connect_loopback(port);
-        hub.fd = accept(listener, NULL, NULL);
-        if (hub.fd < 0) DIE("accept: %s", strerror(errno));
-        setsockopt(hub.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        loopback_pair(&f.fd, &hub.fd);
         pthread_t hubThread, fetchThread;
         pthread_create(&hubThread, NULL, hub_run, &hub);
         double t0 = now_s();
@@ -728,16 +734,11 @@ int main(int argc, char **argv) {
         log_open(&g, dir, nosync, L.n);
         client_t client;
         build_requests(&L, batch, &client);
-        int port, listener = listen_loopback(&port), one = 1;
-        client.fd = connect_loopback(port);
-        int fd = accept(listener, NULL, NULL);
-        if (fd < 0) DIE("accept: %s", strerror(errno));
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* Touched before the clock starts, with the records, so no page fault is timed. */
+        int fd;
+        loopback_pair(&client.fd, &fd);
         size_t arenaSize = L.total + L.n + client.count * 1024 + 4096;
-        char *arena = malloc(arenaSize);
-        memset(arena, 0, arenaSize);
-        memset(decoded, 0, L.n * sizeof(rec_t));
+        char *arena = touched_arena(arenaSize);
+        memset(decoded, 0, L.n * sizeof(rec_t));  /* touched too */
         pthread_t thread;
         pthread_create(&thread, NULL, client_run, &client);
         serve(fd, &g, decoded, L.n, client.count, arena, arenaSize);
