@@ -1,7 +1,7 @@
 /* W1's apply path written in plain C: the floor of what Tributary's append semantics cost on this
  * machine, beside the raw-LMDB reference (which only puts each JSON line).
  *
- *   w1-apply-floor DIR EVENTS.jsonl [sync|nosync] [http]
+ *   w1-apply-floor DIR EVENTS.jsonl [sync|nosync] [http|pull|pull-compacted]
  *
  * Like `tributary bench` W1, the events are decoded into fields before the clock starts. Then, per
  * batch of 1000, one batch in flight: validate every field as ChangeRecord.validate does (id
@@ -27,7 +27,12 @@
  * GET /api/sync/changed with the next 1000 records, read with a cursor, their CRC checked, and
  * written as Trilium's pull JSON; the fresh node's fetcher thread decodes each page with simdjson
  * and hands it to the applier (the main thread, applying as above), then asks for the next: one
- * page ahead, as Tributary's sync engine prefetches. No content-hash check at the end.
+ * page ahead, as Tributary's sync engine prefetches. Caught up, the node runs the content-hash
+ * check as Tributary's sync engine does: it asks the hub for GET /api/sync/check and computes its
+ * own digests meanwhile (both whole, from every entity's latest change, SHA-1 per sector; equal
+ * to Tributary's on the same events), and the clock stops once they compare equal. With
+ * `pull-compacted`, the hub ships only each entity's latest change, looked up for every record
+ * it reads, as Trilium's pull does.
  *
  * Nothing here allocates per record, and validation runs on one thread: a floor, not a model of
  * Swift. Build: scripts/w1-apply-floor.sh compiles it with the reference's common.h and Tributary's
@@ -38,6 +43,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -55,6 +61,14 @@ static const char *primaryKeys[] = {"\"noteId\":\"", "\"branchId\":\"", "\"attri
 static const char *after(const char *line, const char *key) {
     const char *s = strstr(line, key);
     return s ? s + strlen(key) : NULL;
+}
+
+/* The first occurrence of `needle` in p[0..n): glibc's memmem sets up a table per call, which
+ * costs more than the search for a member near the start of a row. */
+static const char *find_bytes(const char *p, size_t n, const char *needle, size_t m) {
+    for (const char *end = p + n; (p = memchr(p, needle[0], (size_t)(end - p))) && (size_t)(end - p) >= m; p++)
+        if (!memcmp(p, needle, m)) return p;
+    return NULL;
 }
 
 static span_t string_field(const char *line, const char *key) {
@@ -146,7 +160,7 @@ static int valid(const rec_t *r) {
     if (!pk) return 1;
     /* the row's primary key member */
     size_t nl = strlen(pk);
-    const char *v = memmem(r->row, r->rowLen, pk, nl);
+    const char *v = find_bytes(r->row, r->rowLen, pk, nl);
     if (!v) return 0;
     v += nl;
     return (size_t)(r->row + r->rowLen - v) > r->entityId.n && !memcmp(v, r->entityId.p, r->entityId.n) &&
@@ -167,13 +181,15 @@ typedef struct {
 typedef struct {
     slot_t *slots;
     size_t mask;
+    const rec_t *recs;     /* the records the slots point at */
 } table_t;
 
-static void table_init(table_t *t, size_t entries) {
+static void table_init(table_t *t, size_t entries, const rec_t *recs) {
     size_t cap = 16;
     while (cap < entries * 2) cap <<= 1;
     t->slots = calloc(cap, sizeof(slot_t));
     t->mask = cap - 1;
+    t->recs = recs;
 }
 
 /* 8 bytes at a time, multiplied and folded. */
@@ -193,16 +209,14 @@ static uint64_t hash_bytes(uint8_t name, const char *p, size_t n) {
     return h | 1;
 }
 
-static const rec_t *recs;
-
 /* The slot holding the key, or the empty slot where it would go; `field` picks the key from a
  * record (0: changeId, 1: name and entityId). */
-static slot_t *table_find(table_t *t, int field, uint8_t name, span_t key, uint64_t h) {
+static slot_t *table_find(const table_t *t, int field, uint8_t name, span_t key, uint64_t h) {
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
         slot_t *s = &t->slots[i];
         if (!s->hash) return s;
         if (s->hash != h) continue;
-        const rec_t *o = &recs[s->rec];
+        const rec_t *o = &t->recs[s->rec];
         span_t k = field ? o->entityId : o->changeId;
         if ((!field || o->name == name) && k.n == key.n && !memcmp(k.p, key.p, key.n)) return s;
     }
@@ -247,6 +261,7 @@ static void put_key(unsigned char key[8], uint64_t id) {
 typedef struct {
     MDB_env *env;
     MDB_dbi changes;
+    const rec_t *recs;                             /* the decoded records, in arrival order */
     table_t current, changeIds;
     struct { uint64_t id; uint32_t rec; } *queue;  /* the indexer's queue */
     size_t queued, applied, duplicates, lost;
@@ -256,8 +271,9 @@ typedef struct {
     double decodeSeconds;                          /* http: decoding request bodies */
 } log_t;
 
-static void log_open(log_t *g, const char *dir, int nosync, size_t records) {
+static void log_open(log_t *g, const char *dir, int nosync, const rec_t *recs, size_t records) {
     memset(g, 0, sizeof *g);
+    g->recs = recs;
     CHK(mdb_env_create(&g->env));
     CHK(mdb_env_set_mapsize(g->env, (size_t)64 << 30));
     CHK(mdb_env_set_maxdbs(g->env, 8));
@@ -266,24 +282,24 @@ static void log_open(log_t *g, const char *dir, int nosync, size_t records) {
     CHK(mdb_txn_begin(g->env, NULL, 0, &txn));
     CHK(mdb_dbi_open(txn, "changes", MDB_CREATE, &g->changes));
     CHK(mdb_txn_commit(txn));
-    table_init(&g->current, records);
-    table_init(&g->changeIds, records);
+    table_init(&g->current, records, recs);
+    table_init(&g->changeIds, records, recs);
     g->queue = malloc(records * sizeof *g->queue);
     g->lat = malloc((records / 1000 + 2) * sizeof(double));
     g->nextId = 1;
 }
 
-/* Validates recs[i..end), then appends what dedupe and the conflict rule let through, in one
+/* Validates g->recs[i..end), then appends what dedupe and the conflict rule let through, in one
  * durable transaction. */
 static void apply_batch(log_t *g, size_t i, size_t end) {
     double tc = now_s();
     for (size_t j = i; j < end; j++)
-        if (!valid(&recs[j])) DIE("record %zu is not valid", j + 1);
+        if (!valid(&g->recs[j])) DIE("record %zu is not valid", j + 1);
     MDB_txn *txn;
     unsigned char key[8];
     CHK(mdb_txn_begin(g->env, NULL, 0, &txn));
     for (; i < end; i++) {
-        const rec_t *r = &recs[i];
+        const rec_t *r = &g->recs[i];
         uint64_t ch = hash_bytes(0, r->changeId.p, r->changeId.n);
         slot_t *seen = table_find(&g->changeIds, 0, 0, r->changeId, ch);
         if (seen->hash) { g->duplicates++; continue; }
@@ -560,17 +576,193 @@ static char *put_record(char *p, uint64_t id, const unsigned char *b, size_t n) 
     return p;
 }
 
+/* ---- the content-hash check (GET /api/sync/check), as SectorDigests computes it whole ---- */
+
+typedef struct {
+    uint64_t hash;         /* 0: empty slot */
+    span_t id;
+} blob_slot_t;
+
+typedef struct {
+    uint8_t isErased;
+    span_t id, hash;
+    char inlineHash[16];   /* the hash when it fits (Trilium's are 10 characters), as a Swift */
+} member_t;                /* small string holds it: no trip back to the record at hashing time */
+
+/* What a sector's sort moves: 16 bytes (glibc's qsort takes a temporary buffer the size of what
+ * it sorts, and at 72-byte members that is a fresh, page-faulting mmap per sector). */
+typedef struct {
+    uint64_t prefix;       /* the id's first 8 bytes, big-endian, zero-padded: most comparisons */
+    uint32_t index;        /* the member, in its sector's stretch of `members` */
+    uint32_t unused;
+} sort_key_t;
+
+/* entityId order within a sector: byte order, which is JavaScript's for ASCII ids. */
+static int member_order(const void *a, const void *b, void *sectorMembers) {
+    const sort_key_t *x = a, *y = b;
+    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
+    const member_t *m = sectorMembers, *u = &m[x->index], *v = &m[y->index];
+    int c = memcmp(u->id.p, v->id.p, u->id.n < v->id.n ? u->id.n : v->id.n);
+    return c ? c : (int)u->id.n - (int)v->id.n;
+}
+
+/* Whether `id` is in the blob set, inserting it when `insert`. */
+static int blob_set(blob_slot_t *set, size_t mask, span_t id, int insert) {
+    uint64_t h = hash_bytes(5, id.p, id.n);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        blob_slot_t *s = &set[i];
+        if (!s->hash) {
+            if (insert) *s = (blob_slot_t){h, id};
+            return 0;
+        }
+        if (s->hash == h && s->id.n == id.n && !memcmp(s->id.p, id.p, id.n)) return 1;
+    }
+}
+
+enum { sectors = 9 * 256 };
+
+/* The check's working memory, allocated and touched before the clock starts, as the arenas are:
+ * page faults cost more than the check's work on this machine (50 ms for a blob set at 100k). */
+typedef struct {
+    size_t records, blobMask, textCap;
+    uint64_t *latest;      /* a bit per record: whether it is its entity's latest change */
+    blob_slot_t *blobs;
+    member_t *members;
+    sort_key_t *keys;      /* beside members: each one's sort key */
+    size_t *start;         /* each sector's first member, then (sectors + 1 on) its end */
+    char *text;
+} check_scratch_t;
+
+static void check_scratch_init(check_scratch_t *c, size_t records) {
+    size_t cap = 16;
+    while (cap < records * 2) cap <<= 1;
+    c->records = records;
+    c->blobMask = cap - 1;
+    c->textCap = 64 * records + 64;
+    c->latest = (uint64_t *)touched_arena((records / 64 + 1) * sizeof *c->latest);
+    c->blobs = (blob_slot_t *)touched_arena(cap * sizeof *c->blobs);
+    c->members = (member_t *)touched_arena((records + 1) * sizeof *c->members);
+    c->keys = (sort_key_t *)touched_arena((records + 1) * sizeof *c->keys);
+    c->start = (size_t *)touched_arena((2 * sectors + 2) * sizeof *c->start);
+    c->text = touched_arena(c->textCap);
+}
+
+/* Every sector's digest from every entity's latest change (`current`, whose records are the
+ * first c->records of current->recs), as canonical JSON `{"notes":{"A":"<base64 SHA-1>",…},…}`:
+ * names in code order, sectors in byte order. Left out, as Tributary and Trilium leave them:
+ * non-synced changes, note_reordering, and a live blob that no live note, attachment or revision
+ * points at (their rows are read for their blobId). Each sector's digest is the SHA-1 of its
+ * members' hash and isErased digit, in entityId order.
+ *
+ * Two passes over the latest changes, in arrival order (a bitmap of them first), as Tributary
+ * reads its `current` index in key order; walking the table's slots would read the records at
+ * random, and each random read costs a few hundred ns here. The first collects the referenced
+ * blobs and counts each sector's candidates; the second copies each member straight into its
+ * sector's stretch, which is then sorted on its own. */
+static size_t sector_digests(const table_t *current, check_scratch_t *c, char *out) {
+    size_t cap = current->mask + 1, *start = c->start, *end = c->start + sectors + 1;
+    memset(c->latest, 0, (c->records / 64 + 1) * sizeof *c->latest);
+    memset(c->blobs, 0, (c->blobMask + 1) * sizeof *c->blobs);
+    memset(start, 0, (2 * sectors + 2) * sizeof *start);
+    for (size_t i = 0; i < cap; i++) {
+        const slot_t *s = &current->slots[i];
+        if (s->hash) c->latest[s->rec / 64] |= 1ull << (s->rec % 64);
+    }
+    for (size_t i = 0; i < c->records; i++) {
+        if (!(c->latest[i / 64] >> (i % 64) & 1)) continue;
+        const rec_t *r = &current->recs[i];
+        if (!r->isSynced || r->name == 8 || !r->entityId.n) continue;
+        start[r->name * 256 + (unsigned char)r->entityId.p[0] + 1]++;
+        if ((r->name != 0 && r->name != 3 && r->name != 4) || r->isErased || !r->row) continue;
+        const char *v = find_bytes(r->row, r->rowLen, "\"blobId\":\"", 10);
+        if (!v) continue;
+        v += 10;
+        const char *e = memchr(v, '"', (size_t)(r->row + r->rowLen - v));
+        if (e && e - v <= 255) blob_set(c->blobs, c->blobMask, (span_t){v, (uint8_t)(e - v)}, 1);
+    }
+    for (size_t k = 0; k < sectors; k++) start[k + 1] += start[k];
+    memcpy(end, start, sectors * sizeof *start);  /* where each sector's next member goes */
+    for (size_t i = 0; i < c->records; i++) {
+        if (!(c->latest[i / 64] >> (i % 64) & 1)) continue;
+        const rec_t *r = &current->recs[i];
+        if (!r->isSynced || r->name == 8 || !r->entityId.n) continue;
+        if (r->name == 5 && !r->isErased && !blob_set(c->blobs, c->blobMask, r->entityId, 0)) continue;
+        unsigned char head[8] = {0};
+        memcpy(head, r->entityId.p, r->entityId.n < 8 ? r->entityId.n : 8);
+        uint64_t prefix = 0;
+        for (int b = 0; b < 8; b++) prefix = prefix << 8 | head[b];
+        size_t at = end[r->name * 256 + head[0]]++;
+        member_t *m = &c->members[at];
+        *m = (member_t){r->isErased, r->entityId, r->hash, {0}};
+        if (r->hash.n <= sizeof m->inlineHash) memcpy(m->inlineHash, r->hash.p, r->hash.n);
+        c->keys[at] = (sort_key_t){prefix, (uint32_t)(at - start[r->name * 256 + head[0]]), 0};
+    }
+    char *p = out;
+    *p++ = '{';
+    for (size_t name = 0, k = 0; name < 9; name++) {
+        int first = 1;
+        for (size_t byte = 0; byte < 256; byte++, k++) {
+            size_t from = start[k], n = end[k] - from, len = 0;
+            if (!n) continue;
+            const member_t *members = c->members + from;
+            qsort_r(c->keys + from, n, sizeof *c->keys, member_order, (void *)members);
+            for (size_t i = from; i < from + n; i++) {
+                const member_t *m = &members[c->keys[i].index];
+                if (len + m->hash.n + 1 > c->textCap) DIE("check: text buffer full");
+                memcpy(c->text + len, m->hash.n <= sizeof m->inlineHash ? m->inlineHash : m->hash.p, m->hash.n);
+                len += m->hash.n;
+                c->text[len++] = m->isErased ? '1' : '0';
+            }
+            unsigned char md[20];
+            if (!EVP_Digest(c->text, len, md, NULL, EVP_sha1(), NULL)) DIE("SHA-1 failed");
+            if (first) {
+                if (p != out + 1) *p++ = ',';
+                p = put_lit(p, "\"");
+                p = put_lit(p, names[name]);
+                p = put_lit(p, "\":{");
+            } else {
+                *p++ = ',';
+            }
+            first = 0;
+            *p++ = '"';
+            *p++ = (char)byte;
+            p = put_lit(p, "\":\"");
+            p += EVP_EncodeBlock((unsigned char *)p, md, 20);
+            *p++ = '"';
+        }
+        if (!first) *p++ = '}';
+    }
+    *p++ = '}';
+    return (size_t)(p - out);
+}
+
 typedef struct {
     int fd;
     MDB_env *env;
     MDB_dbi changes;
     uint64_t head;
-    double encodeSeconds;
+    const table_t *current;  /* each entity's latest change: compacted pages, the check */
+    check_scratch_t check;
+    int compacted;
+    double encodeSeconds, checkSeconds;
     size_t pages;
 } hub_t;
 
+/* The answer to GET /api/sync/check, its head written before the body it ends. */
+static size_t hub_check(hub_t *h, char *body) {
+    double t = now_s();
+    char *p = put_lit(body, "{\"entityHashes\":");
+    p += sector_digests(h->current, &h->check, p);
+    p = put_lit(p, ",\"maxEntityChangeId\":");
+    p = put_u64(p, h->head);
+    *p++ = '}';
+    h->checkSeconds += now_s() - t;
+    return (size_t)(p - body);
+}
+
 /* Answers each GET /api/sync/changed?…&lastEntityChangeId=N with the next page of up to 1000
- * records, until the connection closes. */
+ * records (compacted: only each entity's latest change, looked up for every record read), and
+ * GET /api/sync/check with the digests, until the connection closes. */
 static void *hub_run(void *arg) {
     hub_t *h = arg;
     size_t cap = 64 << 20;
@@ -579,6 +771,15 @@ static void *hub_run(void *arg) {
         size_t headLen, got = recv_head(h->fd, request, sizeof request - 1, &headLen);
         if (!got) return NULL;
         request[got] = 0;
+        if (!strncmp(request, "GET /api/sync/check ", 20)) {
+            char *body = response + 256;
+            size_t n = hub_check(h, body);
+            char head[256];
+            int hn = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
+            memcpy(body - hn, head, (size_t)hn);
+            send_all(h->fd, body - hn, n + (size_t)hn);
+            continue;
+        }
         char *at = strstr(request, "lastEntityChangeId=");
         if (!at) DIE("hub: no lastEntityChangeId in %.80s", request);
         uint64_t after = strtoull(at + 19, NULL, 10), last = after;
@@ -593,14 +794,22 @@ static void *hub_run(void *arg) {
         put_key(key, after + 1);
         MDB_val k = {8, key}, v;
         int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-        for (size_t n = 0; rc == 0 && n < 1000; n++) {
+        for (size_t n = 0; rc == 0 && n < 1000; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
             uint64_t id = 0;
             for (int b = 0; b < 8; b++) id = id << 8 | ((unsigned char *)k.mv_data)[b];
-            if ((size_t)(p - response) + 2 * v.mv_size + 1024 > cap) DIE("hub: page buffer full");
-            if (n) *p++ = ',';
-            p = put_record(p, id, v.mv_data, v.mv_size);
             last = id;
-            rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+            const unsigned char *b = v.mv_data;
+            if (h->compacted) {
+                /* Superseded or not synced: skipped (the CRC is checked for what ships). */
+                if (v.mv_size < 16 || v.mv_size < 16u + b[15]) DIE("hub: record %llu is damaged", (unsigned long long)id);
+                span_t entityId = {(const char *)b + 16, b[15]};
+                const slot_t *latest = table_find(h->current, 1, b[6], entityId,
+                                                  hash_bytes(b[6], entityId.p, entityId.n));
+                if (!(b[5] & 2) || !latest->hash || latest->id != id) continue;
+            }
+            if ((size_t)(p - response) + 2 * v.mv_size + 1024 > cap) DIE("hub: page buffer full");
+            if (n++) *p++ = ',';
+            p = put_record(p, id, b, v.mv_size);
         }
         if (rc && rc != MDB_NOTFOUND) DIE("hub: %s", mdb_strerror(rc));
         mdb_cursor_close(cursor);
@@ -634,6 +843,8 @@ typedef struct {
     size_t start, count;     /* the page handed over, not yet taken */
     int full, done;
     double decodeSeconds;
+    char *check;             /* the hub's answer to GET /api/sync/check, once caught up */
+    size_t checkLen;
 } fetcher_t;
 
 static void *fetch_run(void *arg) {
@@ -666,26 +877,33 @@ static void *fetch_run(void *arg) {
         pthread_cond_broadcast(&f->changed);
         while (f->full) pthread_cond_wait(&f->changed, &f->lock);
         pthread_mutex_unlock(&f->lock);
-        if (count == 0) return NULL;
+        if (count == 0) {
+            /* Caught up: the hub's digests, asked for while the applier computes its own. */
+            static const char check[] = "GET /api/sync/check HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+            send_all(f->fd, check, sizeof check - 1);
+            pos += got + 64;
+            f->check = recv_message(f->fd, f->arena + pos, f->arenaSize - pos, &f->checkLen, &got);
+            return NULL;
+        }
         next += (size_t)count;
         after = last;
     }
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) DIE("usage: w1-apply-floor DIR EVENTS.jsonl [sync|nosync] [http|pull]");
+    if (argc < 3) DIE("usage: w1-apply-floor DIR EVENTS.jsonl [sync|nosync] [http|pull|pull-compacted]");
     const char *dir = argv[1];
     int nosync = argc > 3 && !strcmp(argv[3], "nosync");
-    int http = argc > 4 && !strcmp(argv[4], "http"), pull = argc > 4 && !strcmp(argv[4], "pull");
+    int http = argc > 4 && !strcmp(argv[4], "http"), compacted = argc > 4 && !strcmp(argv[4], "pull-compacted");
+    int pull = compacted || (argc > 4 && !strcmp(argv[4], "pull"));
     const size_t batch = 1000;
     lines_t L;
     load_lines(argv[2], 0, &L);
     rec_t *decoded = malloc(L.n * sizeof(rec_t));
-    recs = decoded;
     log_t g;
     double secs, *lat;
     size_t c;
-    char http_extra[160] = "";
+    char http_extra[256] = "";
     if (pull) {
         /* The hub's log, written before the clock starts (not timed, no fsync). */
         char hubDir[4096], spokeDir[4096];
@@ -694,13 +912,17 @@ int main(int argc, char **argv) {
         if (mkdir(hubDir, 0755) || mkdir(spokeDir, 0755)) DIE("mkdir in %s: %s", dir, strerror(errno));
         for (size_t i = 0; i < L.n; i++) decode(L.line[i], L.len[i], &decoded[i]);
         log_t hubLog;
-        log_open(&hubLog, hubDir, 1, L.n);
+        log_open(&hubLog, hubDir, 1, decoded, L.n);
         for (size_t i = 0; i < L.n; i += batch) apply_batch(&hubLog, i, i + batch < L.n ? i + batch : L.n);
-        hub_t hub = {.env = hubLog.env, .changes = hubLog.changes, .head = hubLog.nextId - 1};
+        hub_t hub = {.env = hubLog.env, .changes = hubLog.changes, .head = hubLog.nextId - 1,
+                     .current = &hubLog.current, .compacted = compacted};
+        check_scratch_init(&hub.check, L.n);
+        check_scratch_t check;
+        check_scratch_init(&check, L.n);
+        char *mine = touched_arena(1 << 20);
         /* The fresh node. */
         rec_t *pulled = calloc(L.n, sizeof(rec_t));
-        recs = pulled;
-        log_open(&g, spokeDir, nosync, L.n);
+        log_open(&g, spokeDir, nosync, pulled, L.n);
         size_t arenaSize = 2 * L.total + (L.n / batch + 2) * 4096;
         fetcher_t f = {.arena = touched_arena(arenaSize), .arenaSize = arenaSize, .records = L.n, .out = pulled};
         pthread_mutex_init(&f.lock, NULL);
@@ -721,17 +943,28 @@ int main(int argc, char **argv) {
             if (done) break;
             apply_batch(&g, start, start + count);
         }
-        secs = now_s() - t0;
+        /* The content-hash check: this node's digests, then the hub's compared with them. */
+        double tc = now_s();
+        char *theirs;
+        size_t mineLen = sector_digests(&g.current, &check, mine);
+        double checkSeconds = now_s() - tc;
         pthread_join(fetchThread, NULL);
+        theirs = f.check;
+        if (f.checkLen < mineLen + 16 || memcmp(theirs, "{\"entityHashes\":", 16) ||
+            memcmp(theirs + 16, mine, mineLen))
+            DIE("content hashes differ after the catch-up");
+        secs = now_s() - t0;
         shutdown(f.fd, SHUT_RDWR);
         pthread_join(hubThread, NULL);
         mdb_env_close(hubLog.env);
         lat = g.lat;
         c = g.batches;
-        snprintf(http_extra, sizeof http_extra, " pages=%zu hub_encode_mean_ms=%.2f decode_mean_ms=%.2f", hub.pages,
-                 hub.encodeSeconds * 1e3 / (double)hub.pages, f.decodeSeconds * 1e3 / (double)hub.pages);
+        snprintf(http_extra, sizeof http_extra,
+                 " pages=%zu hub_encode_mean_ms=%.2f decode_mean_ms=%.2f check_ms=%.1f hub_check_ms=%.1f", hub.pages,
+                 hub.encodeSeconds * 1e3 / (double)hub.pages, f.decodeSeconds * 1e3 / (double)hub.pages,
+                 checkSeconds * 1e3, hub.checkSeconds * 1e3);
     } else if (http) {
-        log_open(&g, dir, nosync, L.n);
+        log_open(&g, dir, nosync, decoded, L.n);
         client_t client;
         build_requests(&L, batch, &client);
         int fd;
@@ -750,7 +983,7 @@ int main(int argc, char **argv) {
         snprintf(http_extra, sizeof http_extra, " apply_p50_ms=%.2f decode_mean_ms=%.2f", pct(g.lat, g.batches, 50),
                  g.decodeSeconds * 1e3 / (double)g.batches);
     } else {
-        log_open(&g, dir, nosync, L.n);
+        log_open(&g, dir, nosync, decoded, L.n);
         for (size_t i = 0; i < L.n; i++) decode(L.line[i], L.len[i], &decoded[i]);
         double t0 = now_s();
         for (size_t i = 0; i < L.n; i += batch) apply_batch(&g, i, i + batch < L.n ? i + batch : L.n);
@@ -765,7 +998,8 @@ int main(int argc, char **argv) {
              nosync ? "none" : "fsync", batch, pct(lat, c, 50), pct(lat, c, 99), g.applied, g.duplicates, g.lost,
              http_extra);
     if (pull)
-        result("W4-catchup", "c-pull-floor", "full-history", L.n, secs, (double)L.total, extra);
+        result("W4-catchup", "c-pull-floor", compacted ? "compacted" : "full-history", L.n, secs, (double)L.total,
+               extra);
     else
         result("W1-append", http ? "c-http-floor" : "c-apply-floor", nosync ? "nosync" : "sync", L.n, secs,
                (double)L.total, extra);
