@@ -1,4 +1,3 @@
-import EventLog
 import Foundation
 import Logging
 import Synchronization
@@ -6,6 +5,8 @@ import Testing
 import Tributary
 import TributaryCore
 import TributaryTesting
+
+@testable import EventLog
 
 let logger = Logger(label: "test")
 
@@ -125,6 +126,24 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
                 }
                 #expect(error.message.contains("the file is truncated"), "\(error)")
                 #expect(error.message.contains("restore the data directory from a backup"), "\(error)")
+            }
+        }
+    }
+
+    /// A directory whose LMDB file is not a log (none of the log's databases) is refused with a
+    /// clear error when opened for reading. Such a failed open used to close the environment twice
+    /// (its deinit ran after the throw), a double free that crashed `tributary status`.
+    @Test func anLMDBFileWithoutTheLogsDatabasesIsRefusedForReading() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/log", withIntermediateDirectories: true)
+            let foreign = try Environment(
+                path: dir + "/log", options: Environment.Options(mapSize: 1 << 20), databases: [])
+            foreign.close()
+            for _ in 0..<3 {
+                let error = try #require(throws: EventLogError.self) {
+                    try openLog(dir) { $0.readOnly = true }
+                }
+                #expect(error.message.contains("not a Tributary log"), "\(error)")
             }
         }
     }

@@ -59,7 +59,9 @@ final class Environment: @unchecked Sendable {
                 let txn = try ReadTransaction(self)
                 for name in names {
                     var dbi = MDB_dbi()
-                    try check(mdb_dbi_open(txn.handle, name, 0, &dbi), "mdb_dbi_open(\(name))")
+                    try check(
+                        mdb_dbi_open(txn.handle, name, 0, &dbi),
+                        "opening database '\(name)' (a file without it is not a Tributary log)")
                     databases[name] = Database(dbi: dbi)
                 }
                 try txn.commit()
@@ -74,6 +76,10 @@ final class Environment: @unchecked Sendable {
                 try txn.commit()
             }
         } catch {
+            // Every stored property is set by now, so deinit runs after this throw: marked closed,
+            // it does not close the environment a second time (a double free, which crashed
+            // opening a directory whose LMDB file lacks the log's databases).
+            isClosed = true
             mdb_env_close(env)
             throw error
         }
