@@ -66,21 +66,29 @@ public final class SectorDigests: Sendable {
 
     /// Every sector's digest, and the blob references, from every entity's latest change.
     static func compute(_ log: EntityChangeLog, asOf: EntityChangeID) throws -> State {
-        var blobOf: [EntityKey: String] = [:]
-        var references: [String: Int] = [:]
-        for referrer in try SyncServer.blobReferrers(log) {
+        let referrers = try SyncServer.blobReferrers(log)
+        // Sized up front: growing them, which hashes every key again each time, was a tenth of a
+        // whole check at 1M.
+        var blobOf = [EntityKey: String](minimumCapacity: referrers.count)
+        var references = [String: Int](minimumCapacity: referrers.count)
+        for referrer in referrers {
             blobOf[referrer.key] = referrer.blobId
             references[referrer.blobId, default: 0] += 1
         }
-        var sectors: [EntityName: [Character: [Member]]] = [:]
+        // One list per name code and first id byte (entity ids are ASCII, validated, so that byte
+        // is the sector): a dictionary of dictionaries hashed a name and a Character per entity.
+        var sectors = [[Member]](repeating: [], count: 256 << 8)
         try log.forEachCurrent { key, entry in
-            guard let (sector, member) = member(key, entry, references: references) else { return }
-            sectors[key.name, default: [:]][sector, default: []].append(member)
+            guard let (_, member) = member(key, entry, references: references), let byte = key.id.utf8.first
+            else { return }
+            sectors[Int(key.name.code) << 8 | Int(byte)].append(member)
         }
         var digests: [EntityName: [String: String]] = [:]
-        for (name, bySector) in sectors {
-            for (sector, members) in bySector {
-                digests[name, default: [:]][String(sector)] = digest(members)
+        for name in EntityName.allCases {
+            for byte in 0..<256 {
+                let members = sectors[Int(name.code) << 8 | byte]
+                guard !members.isEmpty else { continue }
+                digests[name, default: [:]][String(UnicodeScalar(UInt8(byte)))] = digest(members)
             }
         }
         return State(asOf: asOf, digests: digests, blobOf: blobOf, references: references)
