@@ -148,6 +148,25 @@ func openLog(_ dir: String, _ configure: (inout EntityChangeLog.Configuration) -
         }
     }
 
+    /// Opening such a file for writing (`serve` or `import` pointed at the wrong directory) is
+    /// refused too, and writes nothing into it: the log's databases are not added.
+    @Test func anLMDBFileOfAnotherProgramIsRefusedForWritingAndLeftAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/log", withIntermediateDirectories: true)
+            let options = Environment.Options(mapSize: 1 << 20)
+            try Environment(path: dir + "/log", options: options, databases: ["accounts"]).close()
+            let error = try #require(throws: EventLogError.self) { try openLog(dir) }
+            #expect(error.message.contains("'accounts', which is not one of the log's databases"), "\(error)")
+            #expect(error.message.contains("nothing was written"), "\(error)")
+            var readOnly = options
+            readOnly.readOnly = true
+            #expect(throws: LMDBError.self) {
+                try Environment(path: dir + "/log", options: readOnly, databases: ["changes"])
+            }
+            try Environment(path: dir + "/log", options: readOnly, databases: ["accounts"]).close()
+        }
+    }
+
     /// Lookups are exact whether an entry is in the overlay, on disk, or rebuilt after reopening
     /// without indexing (what a crash between append and index batch leaves).
     @Test func lookupsStayExactWhileTheIndexerLags() async throws {

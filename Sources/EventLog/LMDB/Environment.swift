@@ -67,6 +67,7 @@ final class Environment: @unchecked Sendable {
                 try txn.commit()
             } else {
                 let txn = try WriteTransaction(self)
+                try Self.refuseForeignFile(txn, expecting: names)
                 for name in names {
                     var dbi = MDB_dbi()
                     // A failure here leaves `txn` to its deinit, which aborts it.
@@ -86,6 +87,35 @@ final class Environment: @unchecked Sendable {
     }
 
     var rawHandle: OpaquePointer { handle }
+
+    /// Throws, before anything is written, when the file holds something other than these named
+    /// databases: LMDB's main database lists a file's named databases, and holds its data when it
+    /// has none. Creating the log's databases there would write into another program's file.
+    private static func refuseForeignFile(_ txn: borrowing WriteTransaction, expecting names: [String])
+        throws(LMDBError)
+    {
+        var main = MDB_dbi()
+        try check(mdb_dbi_open(txn.handle, nil, 0, &main), "mdb_dbi_open(main)")
+        var foreign: String?
+        do {
+            try txn.scan(Database(dbi: main), from: nil) { key, _ in
+                let name = String(decoding: key, as: UTF8.self)
+                if names.contains(name) { return true }
+                foreign = name
+                return false
+            }
+        } catch {
+            // The body throws nothing: whatever arrives is the cursor's LMDBError.
+            throw error as? LMDBError ?? LMDBError(code: EIO, operation: "reading the file's main database")
+        }
+        if let foreign {
+            throw LMDBError(
+                code: MDB_INCOMPATIBLE,
+                operation:
+                    "opening the log: the file holds '\(foreign.prefix(64))', which is not one of the log's databases (not a Tributary log; nothing was written)"
+            )
+        }
+    }
 
     func database(_ name: String) -> Database { databases[name]! }
 
