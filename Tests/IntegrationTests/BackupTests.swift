@@ -214,21 +214,24 @@ extension CrashTests {
             func stagingDirectories() throws -> [String] {
                 try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".partial-") }
             }
-            // Rounds 0-7 are killed after a random delay. The rounds after them are killed once
-            // their staging directory exists, so at least one is left for the next backup to
-            // remove; on a busy machine the copy can finish before the poll sees it, so up to five
-            // such rounds run until one leaves its staging directory.
-            for round in 0..<13 {
-                let stagingRound = round >= 8
-                if stagingRound, !(try stagingDirectories()).isEmpty { break }
+            // One whole backup, timed: the random rounds kill at a point within that time. On a
+            // busy machine a copy can still finish before its kill (fixed delays of 20-270 ms did
+            // so in most rounds, and so did delays within the timed copy under the whole suite),
+            // so each copy that finishes first halves the range the next delay is drawn from.
+            let started = ContinuousClock.now
+            #expect(try await runTributary(["backup", "--data", data, dir + "/timed"]).exitCode == 0)
+            var delayRangeMs = max(2, Int((ContinuousClock.now - started) / .milliseconds(1)))
+            /// One backup, killed after a random delay or, in a staging round, once its staging
+            /// directory exists; a destination that exists must be a whole copy. True: killed.
+            func backupRound(_ round: Int, staging: Bool) async throws -> Bool {
                 let name = "copy\(round)"
                 let destination = dir + "/" + name
-                let delay = Duration.milliseconds(20 + Int(rng.next() % 250))
+                let delay = Duration.milliseconds(1 + Int(rng.next() % UInt64(delayRangeMs)))
                 let result = try await Subprocess.run(
                     .path(FilePath(TributaryBinary.path)), arguments: ["backup", "--data", data, destination],
                     input: .none, output: .discarded, error: .discarded
                 ) { execution in
-                    if stagingRound {
+                    if staging {
                         // Polled on a thread of its own: a Task.sleep on the suite's busy pool can
                         // oversleep the whole copy, and the poll would then wait forever. It also
                         // ends if the copy completes first, and after a minute.
@@ -247,12 +250,29 @@ extension CrashTests {
                     }
                     try? execution.send(signal: .kill)
                 }
-                if result.terminationStatus != .exited(0) { killed += 1 }
-                guard FileManager.default.fileExists(atPath: destination) else { continue }
+                let wasKilled = result.terminationStatus != .exited(0)
+                if wasKilled { killed += 1 }
+                defer { if !wasKilled { delayRangeMs = max(2, delayRangeMs / 2) } }
+                guard FileManager.default.fileExists(atPath: destination) else { return wasKilled }
                 // Renamed into place only once whole (a kill may land after the rename).
                 let verify = try await runTributary(["verify", "--data", destination])
                 #expect(verify.exitCode == 0, "round \(round): \(verify.standardOutput)\(verify.standardError)")
                 #expect(verify.standardOutput.hasPrefix("ok: 10000 records checked"), "\(verify.standardOutput)")
+                return wasKilled
+            }
+            // Eight random rounds, and more (up to sixteen) until three were killed. Then rounds
+            // killed once their staging directory exists, so at least one is left for the next
+            // backup to remove; on a busy machine the copy can finish before the poll sees it, so
+            // up to five such rounds run until one leaves its staging directory.
+            var round = 0
+            while round < 8 || (killed < 3 && round < 16) {
+                _ = try await backupRound(round, staging: false)
+                round += 1
+            }
+            for _ in 0..<5 {
+                if !(try stagingDirectories()).isEmpty { break }
+                _ = try await backupRound(round, staging: true)
+                round += 1
             }
             #expect(killed >= 3, "only \(killed) backups were killed mid-way")
 
