@@ -101,7 +101,13 @@ final class Environment: @unchecked Sendable {
             try txn.scan(Database(dbi: main), from: nil) { key, _ in
                 let name = String(decoding: key, as: UTF8.self)
                 if names.contains(name) { return true }
-                foreign = name
+                // Another program's keys may be binary: shown as hex rather than raw bytes.
+                if key.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+                    foreign = "'\(name.prefix(64))'"
+                } else {
+                    let hex = key.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+                    foreign = "the binary key 0x\(hex)\(key.count > 16 ? "…" : "")"
+                }
                 return false
             }
         } catch {
@@ -112,7 +118,7 @@ final class Environment: @unchecked Sendable {
             throw LMDBError(
                 code: MDB_INCOMPATIBLE,
                 operation:
-                    "opening the log: the file holds '\(foreign.prefix(64))', which is not one of the log's databases (not a Tributary log; nothing was written)"
+                    "opening the log: the file holds \(foreign), which is not one of the log's databases (not a Tributary log; nothing was written)"
             )
         }
     }
