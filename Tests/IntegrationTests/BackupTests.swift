@@ -222,8 +222,8 @@ extension CrashTests {
             #expect(try await runTributary(["backup", "--data", data, dir + "/timed"]).exitCode == 0)
             var delayRangeMs = max(2, Int((ContinuousClock.now - started) / .milliseconds(1)))
             /// One backup, killed after a random delay or, in a staging round, once its staging
-            /// directory exists; a destination that exists must be a whole copy. True: killed.
-            func backupRound(_ round: Int, staging: Bool) async throws -> Bool {
+            /// directory exists; a destination that exists must be a whole copy.
+            func backupRound(_ round: Int, staging: Bool) async throws {
                 let name = "copy\(round)"
                 let destination = dir + "/" + name
                 let delay = Duration.milliseconds(1 + Int(rng.next() % UInt64(delayRangeMs)))
@@ -253,12 +253,11 @@ extension CrashTests {
                 let wasKilled = result.terminationStatus != .exited(0)
                 if wasKilled { killed += 1 }
                 defer { if !wasKilled { delayRangeMs = max(2, delayRangeMs / 2) } }
-                guard FileManager.default.fileExists(atPath: destination) else { return wasKilled }
+                guard FileManager.default.fileExists(atPath: destination) else { return }
                 // Renamed into place only once whole (a kill may land after the rename).
                 let verify = try await runTributary(["verify", "--data", destination])
                 #expect(verify.exitCode == 0, "round \(round): \(verify.standardOutput)\(verify.standardError)")
                 #expect(verify.standardOutput.hasPrefix("ok: 10000 records checked"), "\(verify.standardOutput)")
-                return wasKilled
             }
             // Eight random rounds, and more (up to sixteen) until three were killed. Then rounds
             // killed once their staging directory exists, so at least one is left for the next
@@ -266,12 +265,12 @@ extension CrashTests {
             // up to five such rounds run until one leaves its staging directory.
             var round = 0
             while round < 8 || (killed < 3 && round < 16) {
-                _ = try await backupRound(round, staging: false)
+                try await backupRound(round, staging: false)
                 round += 1
             }
             for _ in 0..<5 {
                 if !(try stagingDirectories()).isEmpty { break }
-                _ = try await backupRound(round, staging: true)
+                try await backupRound(round, staging: true)
                 round += 1
             }
             #expect(killed >= 3, "only \(killed) backups were killed mid-way")
