@@ -184,9 +184,15 @@ typedef struct {
     const rec_t *recs;     /* the records the slots point at */
 } table_t;
 
-static void table_init(table_t *t, size_t entries, const rec_t *recs) {
+/* Room for `entries` in an open-addressing table at most half full: a power of two. */
+static size_t table_capacity(size_t entries) {
     size_t cap = 16;
     while (cap < entries * 2) cap <<= 1;
+    return cap;
+}
+
+static void table_init(table_t *t, size_t entries, const rec_t *recs) {
+    size_t cap = table_capacity(entries);
     t->slots = calloc(cap, sizeof(slot_t));
     t->mask = cap - 1;
     t->recs = recs;
@@ -634,8 +640,7 @@ typedef struct {
 } check_scratch_t;
 
 static void check_scratch_init(check_scratch_t *c, size_t records) {
-    size_t cap = 16;
-    while (cap < records * 2) cap <<= 1;
+    size_t cap = table_capacity(records);
     c->records = records;
     c->blobMask = cap - 1;
     c->textCap = 64 * records + 64;
@@ -659,6 +664,14 @@ static void check_scratch_init(check_scratch_t *c, size_t records) {
  * random, and each random read costs a few hundred ns here. The first collects the referenced
  * blobs and counts each sector's candidates; the second copies each member straight into its
  * sector's stretch, which is then sorted on its own. */
+/* Record i when it is a member candidate of the check: its entity's latest change, synced, not
+ * note_reordering (a live blob may still be left out); else NULL. */
+static const rec_t *check_candidate(const table_t *current, const check_scratch_t *c, size_t i) {
+    if (!(c->latest[i / 64] >> (i % 64) & 1)) return NULL;
+    const rec_t *r = &current->recs[i];
+    return !r->isSynced || r->name == 8 || !r->entityId.n ? NULL : r;
+}
+
 static size_t sector_digests(const table_t *current, check_scratch_t *c, char *out) {
     size_t cap = current->mask + 1, *start = c->start, *end = c->start + sectors + 1;
     memset(c->latest, 0, (c->records / 64 + 1) * sizeof *c->latest);
@@ -669,9 +682,8 @@ static size_t sector_digests(const table_t *current, check_scratch_t *c, char *o
         if (s->hash) c->latest[s->rec / 64] |= 1ull << (s->rec % 64);
     }
     for (size_t i = 0; i < c->records; i++) {
-        if (!(c->latest[i / 64] >> (i % 64) & 1)) continue;
-        const rec_t *r = &current->recs[i];
-        if (!r->isSynced || r->name == 8 || !r->entityId.n) continue;
+        const rec_t *r = check_candidate(current, c, i);
+        if (!r) continue;
         start[r->name * 256 + (unsigned char)r->entityId.p[0] + 1]++;
         if ((r->name != 0 && r->name != 3 && r->name != 4) || r->isErased || !r->row) continue;
         const char *v = find_bytes(r->row, r->rowLen, "\"blobId\":\"", 10);
@@ -683,9 +695,8 @@ static size_t sector_digests(const table_t *current, check_scratch_t *c, char *o
     for (size_t k = 0; k < sectors; k++) start[k + 1] += start[k];
     memcpy(end, start, sectors * sizeof *start);  /* where each sector's next member goes */
     for (size_t i = 0; i < c->records; i++) {
-        if (!(c->latest[i / 64] >> (i % 64) & 1)) continue;
-        const rec_t *r = &current->recs[i];
-        if (!r->isSynced || r->name == 8 || !r->entityId.n) continue;
+        const rec_t *r = check_candidate(current, c, i);
+        if (!r) continue;
         if (r->name == 5 && !r->isErased && !blob_set(c->blobs, c->blobMask, r->entityId, 0)) continue;
         unsigned char head[8] = {0};
         memcpy(head, r->entityId.p, r->entityId.n < 8 ? r->entityId.n : 8);
@@ -760,6 +771,15 @@ static size_t hub_check(hub_t *h, char *body) {
     return (size_t)(p - body);
 }
 
+/* Sends `body` (n bytes of JSON) as a 200 answer, its head written into the room before it. */
+static void send_json(int fd, char *body, size_t n) {
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %zu\r\n\r\n", n);
+    memcpy(body - hn, head, (size_t)hn);
+    send_all(fd, body - hn, n + (size_t)hn);
+}
+
 /* Answers each GET /api/sync/changed?…&lastEntityChangeId=N with the next page of up to 1000
  * records (compacted: only each entity's latest change, looked up for every record read), and
  * GET /api/sync/check with the digests, until the connection closes. */
@@ -773,11 +793,7 @@ static void *hub_run(void *arg) {
         request[got] = 0;
         if (!strncmp(request, "GET /api/sync/check ", 20)) {
             char *body = response + 256;
-            size_t n = hub_check(h, body);
-            char head[256];
-            int hn = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
-            memcpy(body - hn, head, (size_t)hn);
-            send_all(h->fd, body - hn, n + (size_t)hn);
+            send_json(h->fd, body, hub_check(h, body));
             continue;
         }
         char *at = strstr(request, "lastEntityChangeId=");
@@ -819,14 +835,9 @@ static void *hub_run(void *arg) {
         p = put_lit(p, ",\"outstandingPullCount\":");
         p = put_u64(p, h->head - last);
         *p++ = '}';
-        char head[256];
-        int hn = snprintf(head, sizeof head,
-                          "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %zu\r\n\r\n",
-                          (size_t)(p - body));
-        memcpy(body - hn, head, (size_t)hn);
         h->encodeSeconds += now_s() - t;
         h->pages++;
-        send_all(h->fd, body - hn, (size_t)(p - body) + (size_t)hn);
+        send_json(h->fd, body, (size_t)(p - body));
     }
 }
 
